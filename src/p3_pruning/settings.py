@@ -1,0 +1,13 @@
+"""Project settings: hooks and config loader."""
+
+from kedro.config import OmegaConfigLoader
+
+from p3_pruning.hooks import SeedHook
+
+HOOKS = (SeedHook(),)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}
