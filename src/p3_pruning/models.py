@@ -91,7 +91,10 @@ def convert_smollm2(cache_dir: str | Path | None = None) -> Path:
         del config.quantization_config
     config.dtype = torch.float32
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(quantized.state_dict(), strict=False)
+    missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
+    untied = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if untied or unexpected:
+        raise RuntimeError(f"GGUF conversion mismatch: missing {untied}, unexpected {unexpected}")
     plain.tie_weights()
     tokenizer = smollm2_tokenizer(cache_dir)
 

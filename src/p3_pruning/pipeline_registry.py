@@ -1,10 +1,41 @@
-"""Project pipelines."""
+"""Project pipelines: ``data``, one per method, ``evaluate``, ``compare`` and ``__default__``."""
 
-from kedro.framework.project import find_pipelines
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kedro.config import OmegaConfigLoader
+from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
+
+from p3_pruning.pipelines import compare, data, evaluate, rounds
+
+
+def configured_rounds(conf_source: str | Path | None = None) -> int:
+    """The ``rounds`` parameter, read from the project's config when the pipelines are built.
+
+    The number of rounds is the shape of the DAG, so it is fixed before any run starts; ``--params``
+    cannot change it (the round nodes check that the value they receive matches).
+    """
+    source = Path(conf_source or Path.cwd() / settings.CONF_SOURCE)
+    if not source.exists():
+        return 3
+    loader = OmegaConfigLoader(
+        conf_source=str(source),
+        base_env="base",
+        default_run_env="local",
+        env=os.environ.get("KEDRO_ENV"),
+    )
+    return int(loader["parameters"].get("rounds", 3))
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    pipelines = find_pipelines()
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    n_rounds = configured_rounds()
+    pipelines: dict[str, Pipeline] = {"data": data.create_pipeline()}
+    for method in rounds.METHODS:
+        pipelines[method] = rounds.create_pipeline(method=method, rounds=n_rounds)
+    pipelines["evaluate"] = evaluate.create_pipeline(methods=("p3",), rounds=n_rounds)
+    pipelines["compare"] = compare.create_pipeline(rounds=n_rounds)
+    pipelines["__default__"] = pipelines["data"] + pipelines["p3"] + pipelines["evaluate"]
     return pipelines

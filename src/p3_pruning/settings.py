@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from p3_pruning.hooks import SeedHook
+from p3_pruning.hooks import MlflowRoundsHook, SeedHook
 
-HOOKS = (SeedHook(),)
+HOOKS = (SeedHook(), MlflowRoundsHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

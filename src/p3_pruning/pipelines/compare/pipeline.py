@@ -1,0 +1,36 @@
+"""``compare``: every method's rounds, every final evaluation (plus the base model) and the report."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
+from p3_pruning.pipelines.rounds.pipeline import METHODS, create_pipeline as rounds_pipeline, round_name
+
+from . import nodes
+
+
+def report_pipeline(methods=METHODS, rounds: int = 3) -> Pipeline:
+    inputs = {f"{m}__final": f"{m}.final.metrics" for m in (*methods, BASE)}
+    for m in methods:
+        for e in range(rounds):
+            inputs[f"{m}__round_{e + 1}"] = f"{round_name(m, e)}.summary"
+    return Pipeline(
+        [
+            Node(
+                nodes.build_report,
+                inputs,
+                ["report_table", "rounds_table", "accuracy_plot", "threshold_plot", "overlap_plot"],
+                name="report",
+            )
+        ],
+        namespace="compare",
+        inputs=set(inputs.values()),
+    )
+
+
+def create_pipeline(methods=METHODS, rounds: int = 3, **kwargs) -> Pipeline:
+    parts = [rounds_pipeline(m, rounds) for m in methods]
+    parts += [final_pipeline(m, rounds) for m in (*methods, BASE)]
+    parts.append(report_pipeline(methods, rounds))
+    return sum(parts, Pipeline([]))

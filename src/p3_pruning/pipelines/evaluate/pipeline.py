@@ -1,0 +1,39 @@
+"""Final evaluation per method under the namespace ``<method>.final`` (``base.final``: no adapter)."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from p3_pruning.pipelines.rounds.pipeline import _bind, round_name
+
+from . import nodes
+
+BASE = "base"
+
+
+def final_pipeline(method: str, rounds: int) -> Pipeline:
+    """Evaluate ``method``'s last-round adapter (``base``: the untuned model)."""
+    inputs = {"eval_set": "eval_set", "model_params": "params:model", "generation": "params:generation"}
+    mapping = {"eval_set": "eval_set"}
+    if method != BASE:
+        inputs["adapter"] = "adapter"
+        mapping["adapter"] = f"{round_name(method, rounds - 1)}.adapter"
+    return Pipeline(
+        [
+            Node(
+                _bind(nodes.final_evaluate, method=method),
+                inputs,
+                ["responses", "metrics_table", "metrics"],
+                name="evaluate",
+            )
+        ],
+        namespace=f"{method}.final",
+        inputs=mapping,
+        parameters={"params:model", "params:generation"},
+    )
+
+
+def create_pipeline(methods=("p3",), rounds: int = 3, include_base: bool = True, **kwargs) -> Pipeline:
+    """Final evaluation of ``methods`` (and of the base model as the reference)."""
+    targets = [*methods, BASE] if include_base else list(methods)
+    return sum((final_pipeline(m, rounds) for m in targets), Pipeline([]))

@@ -1,0 +1,215 @@
+"""Nodes of one round. Each adapts catalog entries and parameters to the Kedro-free core."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from p3_pruning import strategies  # noqa: E402
+from p3_pruning.adapters import LoraAdapter  # noqa: E402
+from p3_pruning.evaluation import cheap_eval  # noqa: E402
+from p3_pruning.models import load_model  # noqa: E402
+from p3_pruning.scoring import score_samples  # noqa: E402
+from p3_pruning.training import train_round  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def _model(model_params: dict, adapter: LoraAdapter | None = None):
+    """Base model (fresh from disk: peft edits modules in place) with ``adapter`` applied, if any."""
+    model, tokenizer = load_model(**model_params)
+    if adapter is not None:
+        model = adapter.apply(model, trainable=False)
+    model.eval()
+    return model, tokenizer
+
+
+def score(pool: pd.DataFrame, model_params: dict, scoring: dict, adapter: LoraAdapter | None = None):
+    """Score every pool sample with the current policy: difficulty per sample + embeddings."""
+    model, tokenizer = _model(model_params, adapter)
+    start = time.perf_counter()
+    scores, embeddings = score_samples(model, tokenizer, pool, **scoring)
+    seconds = time.perf_counter() - start
+    status = scores["status"].value_counts().to_dict()
+    info = {
+        "score_seconds": seconds,
+        "score_tokens": int(scores["n_tokens"].sum()),
+        "score_tokens_per_s": float(scores["n_tokens"].sum() / max(seconds, 1e-9)),
+        "score_failed": int((scores["status"] != "ok").sum()),
+        "score_truncated": int(scores["truncated"].sum()),
+        "score_status": {str(k): int(v) for k, v in status.items()},
+    }
+    return scores, embeddings.astype(np.float32, copy=False), info
+
+
+def unscored(pool: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Stand-in scores for methods that never score (random, full): difficulty unknown (NaN)."""
+    scores = pd.DataFrame({"sample_id": pool["sample_id"].to_numpy(), "difficulty": np.nan})
+    return scores, np.zeros((len(pool), 1), dtype=np.float32)
+
+
+def select(
+    scores: pd.DataFrame,
+    embeddings: np.ndarray,
+    pacing: dict,
+    selection: dict,
+    budget: float | int,
+    seed: int,
+    configured_rounds: int,
+    *,
+    method: str,
+    round_index: int,
+    rounds: int,
+    previous_scores: pd.DataFrame | None = None,
+):
+    """Apply the method's strategy: threshold, then DPP / random / everything."""
+    if int(configured_rounds) != rounds:
+        raise ValueError(
+            f"parameter rounds={configured_rounds} but the pipeline was built with {rounds} rounds; "
+            "the number of rounds shapes the DAG: set it in conf/<env>/parameters.yml, not with --params"
+        )
+    options = {**pacing, **selection}
+    if previous_scores is not None:
+        prev = previous_scores.set_index("sample_id")["difficulty"]
+        options["previous"] = scores["sample_id"].map(prev).to_numpy(dtype=np.float64)
+    start = time.perf_counter()
+    chosen, info = strategies.run_strategy(
+        method,
+        scores,
+        embeddings,
+        round_index=round_index,
+        rounds=rounds,
+        budget=budget,
+        seed=seed,
+        **options,
+    )
+    info = {**info, "select_seconds": time.perf_counter() - start}
+    return chosen, info
+
+
+def select_unscored(
+    pool: pd.DataFrame,
+    pacing: dict,
+    selection: dict,
+    budget: float | int,
+    seed: int,
+    configured_rounds: int,
+    *,
+    method: str,
+    round_index: int,
+    rounds: int,
+):
+    """``select`` for methods that need no scores."""
+    scores, embeddings = unscored(pool)
+    return select(
+        scores, embeddings, pacing, selection, budget, seed, configured_rounds,
+        method=method, round_index=round_index, rounds=rounds,
+    )
+
+
+def finetune(
+    pool: pd.DataFrame,
+    chosen: pd.DataFrame,
+    model_params: dict,
+    training: dict,
+    seed: int,
+    adapter: LoraAdapter | None = None,
+):
+    """One LoRA pass over the selected samples, continuing the previous round's adapter."""
+    model, tokenizer = load_model(**model_params)
+    missing = set(chosen["sample_id"]) - set(pool["sample_id"])
+    if missing:
+        raise KeyError(f"selection names {len(missing)} sample_id(s) not in the train pool, e.g. {sorted(missing)[:3]}")
+    batch = pool.set_index("sample_id").loc[chosen["sample_id"]].reset_index()
+    new_adapter, metrics = train_round(model, tokenizer, batch, adapter=adapter, seed=seed, **training)
+    info = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in metrics.items()}
+    return new_adapter, info
+
+
+def evaluate_round(eval_set: pd.DataFrame, adapter: LoraAdapter, model_params: dict, options: dict) -> dict:
+    """Cheap held-out metrics under the round's adapter (forward passes only)."""
+    model, tokenizer = _model(model_params, adapter)
+    start = time.perf_counter()
+    metrics = cheap_eval(model, tokenizer, eval_set, **options)
+    return {**{f"eval_{k}": v for k, v in metrics.items()}, "eval_seconds": time.perf_counter() - start}
+
+
+def overlap(current: pd.DataFrame, previous: pd.DataFrame | None) -> float:
+    """Fraction of this round's selection that the previous round also selected (nan in round 1)."""
+    if previous is None or len(current) == 0:
+        return float("nan")
+    return float(current["sample_id"].isin(set(previous["sample_id"])).mean())
+
+
+def difficulty_histogram(scores: pd.DataFrame, chosen: pd.DataFrame, threshold: float, title: str):
+    """Difficulty distribution of the pool, the threshold, and where the selected samples sit."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    finite = scores["difficulty"].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite):
+        bins = np.linspace(finite.min(), finite.max() + 1e-9, 31)
+        ax.hist(finite, bins=bins, color="#9ab", label=f"pool ({len(finite)})")
+        sel = chosen["difficulty"].to_numpy(dtype=float)
+        sel = sel[np.isfinite(sel)]
+        if len(sel):
+            ax.hist(sel, bins=bins, color="#d62", alpha=0.8, label=f"selected ({len(sel)})")
+    if np.isfinite(threshold):
+        ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("difficulty  1 − mean action probability")
+    ax.set_ylabel("samples")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def summarize(
+    score_info: dict,
+    select_info: dict,
+    train_info: dict,
+    eval_info: dict,
+    scores: pd.DataFrame,
+    chosen: pd.DataFrame,
+    previous: pd.DataFrame | None = None,
+    *,
+    method: str,
+    round_index: int,
+):
+    """One flat record of everything the round measured, plus its difficulty histogram."""
+    d = scores["difficulty"].to_numpy(dtype=float)
+    finite = d[np.isfinite(d)]
+    quantiles = (
+        {f"difficulty_q{int(q * 100):02d}": float(np.quantile(finite, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}
+        if len(finite)
+        else {}
+    )
+    summary = {
+        "method": method,
+        "round": round_index + 1,
+        **{k: v for k, v in score_info.items() if not isinstance(v, dict)},
+        **select_info,
+        **train_info,
+        **eval_info,
+        **quantiles,
+        "difficulty_mean": float(finite.mean()) if len(finite) else float("nan"),
+        "selected_difficulty_mean": float(np.nanmean(chosen["difficulty"])) if chosen["difficulty"].notna().any() else float("nan"),
+        "overlap_prev": overlap(chosen, previous),
+    }
+    summary = {k: _plain(v) for k, v in summary.items()}
+    threshold = float(select_info.get("threshold", float("nan")))
+    fig = difficulty_histogram(scores, chosen, threshold, f"{method} round {round_index + 1}")
+    return summary, fig
+
+
+def _plain(value):
+    """JSON-friendly scalars (numpy → python, lists kept)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
