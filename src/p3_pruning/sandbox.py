@@ -397,10 +397,11 @@ def _sweep_main(uid: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["launch"]:
-        _launch(sys.argv[2:])
-    elif sys.argv[1:2] == ["sweep"]:
-        _sweep_main(int(sys.argv[2]))
-    raise SystemExit("usage: sandbox.py launch ARGS... | sweep UID")
+        _launch(sys.argv[2:])  # never returns: execs the program or exits
+    if sys.argv[1:2] != ["sweep"] or len(sys.argv) != 3:
+        raise SystemExit("usage: sandbox.py launch ARGS... | sweep UID")
+    _sweep_main(int(sys.argv[2]))
+    raise SystemExit(0)
 
 import errno  # noqa: E402
 import json  # noqa: E402
@@ -430,6 +431,9 @@ DEFAULT_FILE_SIZE_MB = 64
 DEFAULT_MAX_PROCESSES = 32
 DEFAULT_MAX_OPEN_FILES = 64
 
+_SETUP_S = (
+    30.0  # allowance for the launcher to set up the sandbox before the program's clock starts
+)
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
@@ -879,7 +883,6 @@ def _spawn_and_watch(workdir, uid, mode, stdin, args, limits, t0) -> SandboxResu
             )
         finally:
             os.close(status_w)
-    deadline = t0 + limits.timeout_s
     out, err, status = (
         _Reader(limits.max_output_bytes),
         _Reader(limits.max_output_bytes),
@@ -887,7 +890,7 @@ def _spawn_and_watch(workdir, uid, mode, stdin, args, limits, t0) -> SandboxResu
     )
     why_killed = None
     try:
-        why_killed = _watch(proc, out, err, status_r, status, deadline, uid)
+        why_killed = _watch(proc, out, err, status_r, status, limits.timeout_s, uid)
     finally:
         os.close(status_r)
         # Kill whatever is left of the group while the leader is unreaped (its pid stays reserved).
@@ -934,8 +937,11 @@ def _killpg(pgid: int) -> None:
         pass
 
 
-def _watch(proc, out: _Reader, err: _Reader, status_r: int, status: _Reader, deadline, uid):
-    """Pump the pipes until the program ends, overflows or passes ``deadline``.
+def _watch(proc, out: _Reader, err: _Reader, status_r: int, status: _Reader, timeout_s, uid):
+    """Pump the pipes until the program ends, overflows or runs past ``timeout_s``.
+
+    The clock starts when the launcher reports the sandbox ready (setting it up on a loaded machine
+    does not eat into the program's time; the setup itself gets ``_SETUP_S``).
 
     Returns None, ``"timeout"`` or ``"output_limit"`` (the latter two after killing the group)."""
     sel = selectors.DefaultSelector()
@@ -948,8 +954,12 @@ def _watch(proc, out: _Reader, err: _Reader, status_r: int, status: _Reader, dea
     except (AttributeError, OSError):
         pidfd = None
     open_pipes = 3
+    deadline = time.monotonic() + _SETUP_S + timeout_s
+    started = False
     try:
         while True:
+            if not started and status.buf.startswith(b"ready "):
+                started, deadline = True, time.monotonic() + timeout_s
             left = deadline - time.monotonic()
             if left <= 0:
                 _killpg(proc.pid)
