@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import uuid
 from pathlib import Path
@@ -129,10 +130,10 @@ def test_infinite_loop_times_out(kernel):
 
 def test_cpu_limit_is_enforced_by_the_kernel():
     res = run_python("while True:\n    pass", timeout_s=15, cpu_s=1)
-    assert res.status == "timeout"
-    assert res.reason == "CPU time limit of 1 s exceeded"
-    assert res.cpu_s >= 0.9
-    assert res.wall_s < 15
+    assert res.status == "timeout", res
+    assert res.reason == "CPU time limit of 1 s exceeded", res
+    assert res.term_signal == signal.SIGXCPU
+    assert 0.5 < res.cpu_s < 3 and res.wall_s < 15, res
 
 
 @pytest.mark.parametrize("kernel", MODES)

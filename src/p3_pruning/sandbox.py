@@ -183,12 +183,14 @@ def _processes_of(uid: int) -> list[int]:
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-            if int(fields["Uid"].split()[0]) == uid and fields["State"].split()[0] not in "ZX":
-                pids.append(int(name))
-        except (OSError, ValueError, KeyError, IndexError):
+            with open(f"/proc/{name}/status", "rb") as f:
+                text = f.read()
+            real_uid = int(text[text.index(b"\nUid:") + 5 :].split(None, 1)[0])
+            state = text[text.index(b"\nState:") + 7 :].split(None, 1)[0]
+        except (OSError, ValueError, IndexError):
             continue
+        if real_uid == uid and state not in (b"Z", b"X"):
+            pids.append(int(name))
     return pids
 
 
@@ -888,9 +890,9 @@ def _spawn_and_watch(workdir, uid, mode, stdin, args, limits, t0) -> SandboxResu
         _Reader(limits.max_output_bytes),
         _Reader(1 << 16),
     )
-    why_killed = None
+    why_killed, swept = None, False
     try:
-        why_killed = _watch(proc, out, err, status_r, status, limits.timeout_s, uid)
+        why_killed, swept = _watch(proc, out, err, status_r, status, limits.timeout_s, uid)
     finally:
         os.close(status_r)
         # Kill whatever is left of the group while the leader is unreaped (its pid stays reserved).
@@ -902,8 +904,8 @@ def _spawn_and_watch(workdir, uid, mode, stdin, args, limits, t0) -> SandboxResu
     wall = time.monotonic() - t0
     launch = _parse_status(status.text())
     run_uid = uid if "uid" in launch.get("isolation", ()) else None
-    if run_uid is not None:
-        _sweep(run_uid)
+    if not swept:
+        _sweep(uid)
     cpu = usage.ru_utime + usage.ru_stime
     sig = -proc.returncode if proc.returncode < 0 else None
     fields = dict(
@@ -943,7 +945,8 @@ def _watch(proc, out: _Reader, err: _Reader, status_r: int, status: _Reader, tim
     The clock starts when the launcher reports the sandbox ready (setting it up on a loaded machine
     does not eat into the program's time; the setup itself gets ``_SETUP_S``).
 
-    Returns None, ``"timeout"`` or ``"output_limit"`` (the latter two after killing the group)."""
+    Returns ``(why_killed, swept)``: why_killed is None, ``"timeout"`` or ``"output_limit"`` (the
+    latter two after killing the group); swept tells whether leftovers of ``uid`` were killed."""
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ, out)
     sel.register(proc.stderr, selectors.EVENT_READ, err)
@@ -963,7 +966,7 @@ def _watch(proc, out: _Reader, err: _Reader, status_r: int, status: _Reader, tim
             left = deadline - time.monotonic()
             if left <= 0:
                 _killpg(proc.pid)
-                return "timeout"
+                return "timeout", False
             exited = False
             for key, _ in sel.select(timeout=min(left, 0.05 if pidfd is None else left)):
                 if key.data == "exit":
@@ -975,7 +978,7 @@ def _watch(proc, out: _Reader, err: _Reader, status_r: int, status: _Reader, tim
                     open_pipes -= 1
                 elif key.data.feed(data) and key.data is not status:
                     _killpg(proc.pid)
-                    return "output_limit"
+                    return "output_limit", False
             if pidfd is None:
                 exited = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             if exited:
@@ -993,8 +996,8 @@ def _watch(proc, out: _Reader, err: _Reader, status_r: int, status: _Reader, tim
                     sel.unregister(key.fileobj)
                     open_pipes -= 1
                 elif key.data.feed(data) and key.data is not status:
-                    return "output_limit"
-        return None
+                    return "output_limit", True
+        return None, True
     finally:
         sel.close()
         if pidfd is not None:
