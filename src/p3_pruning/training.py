@@ -1,0 +1,421 @@
+"""One fine-tuning round: a single pass of LoRA training over the round's selected samples.
+
+Kedro-free. ``train_round(model, tokenizer, samples, adapter=...) -> (adapter, metrics)``. Round 1 creates
+a fresh LoRA adapter; round e continues round e−1's weights with a fresh optimizer and schedule (as the
+P3 authors do). The caller's base model is left as it was (LoRA layers are unloaded afterwards).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import math
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from p3_pruning.adapters import LoraAdapter
+from p3_pruning.chat import DEFAULT_SYSTEM, encode_pair
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+# Parameter-file spellings → peft's LoraConfig names.
+_LORA_ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
+
+
+# ----------------------------------------------------------------------------------------------
+# LoRA configuration
+# ----------------------------------------------------------------------------------------------
+def linear_target_modules(model) -> list[str]:
+    """Names of all linear layers except the output head (e.g. q,k,v,o,gate,up,down_proj for Llama).
+
+    Short names (last path component) when they cannot catch the head, full module paths otherwise.
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    full, head_names = [], set()
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Linear, Conv1D)):
+            continue
+        if module is head:
+            head_names.add(name.rsplit(".", 1)[-1])
+            continue
+        full.append(name)
+    if not full:
+        raise ValueError(f"{type(model).__name__} has no linear layers to put LoRA on")
+    short = sorted({n.rsplit(".", 1)[-1] for n in full})
+    return sorted(full) if head_names & set(short) else short
+
+
+def lora_config(model, lora: dict | None = None):
+    """A ``peft.LoraConfig`` from a parameters dict.
+
+    Keys: ``r`` (16), ``alpha``/``lora_alpha`` (32), ``dropout``/``lora_dropout`` (0.05),
+    ``target_modules`` (None → every linear layer but the head), plus any other ``LoraConfig`` field.
+    """
+    from peft import LoraConfig
+
+    opts = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": None, "bias": "none"}
+    known = {f.name for f in dataclasses.fields(LoraConfig)}
+    for key, value in (lora or {}).items():
+        key = _LORA_ALIASES.get(key, key)
+        if key not in known:
+            raise ValueError(f"Unknown LoRA parameter {key!r}; expected r, alpha, dropout, target_modules or a LoraConfig field")
+        opts[key] = value
+    if not opts["target_modules"]:
+        opts["target_modules"] = linear_target_modules(model)
+    if int(opts["r"]) < 1:
+        raise ValueError(f"LoRA r must be ≥ 1, got {opts['r']}")
+    opts["base_model_name_or_path"] = opts.get("base_model_name_or_path") or getattr(
+        model.config, "_name_or_path", None
+    ) or None
+    return LoraConfig(task_type="CAUSAL_LM", **opts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: token ids and labels
+# ----------------------------------------------------------------------------------------------
+def _check_samples(samples: pd.DataFrame) -> None:
+    if not isinstance(samples, pd.DataFrame):
+        raise TypeError(f"samples must be a pandas DataFrame, got {type(samples).__name__}")
+    missing = [c for c in ("prompt", "response") if c not in samples.columns]
+    if missing:
+        raise ValueError(f"samples table is missing column(s) {missing}; has {list(samples.columns)}")
+    if samples.empty:
+        raise ValueError("samples table is empty: nothing to train on")
+    for col in ("prompt", "response"):
+        bad = samples[col].map(lambda v: not isinstance(v, str) or not v)
+        if bad.any():
+            row = samples[bad].iloc[0]
+            raise ValueError(f"sample {row.get('sample_id', bad.idxmax())!r} has an empty or non-text {col}")
+
+
+def build_features(
+    tokenizer,
+    samples: pd.DataFrame,
+    *,
+    max_length: int = 512,
+    loss_on: str = "response",
+    system: str | None = DEFAULT_SYSTEM,
+) -> list[dict]:
+    """Token ids and labels per sample, via ``chat.encode_pair``.
+
+    Returns dicts with ``input_ids`` and ``labels`` (lists of length ≤ ``max_length``) and ``sample_id``.
+    Labels are −100 on the prompt when ``loss_on="response"`` (the end-of-turn token after the response is
+    a target); ``loss_on="all"`` trains on every token. Sequences are cut at ``max_length``.
+    """
+    if loss_on not in ("response", "all"):
+        raise ValueError(f"loss_on must be 'response' or 'all', got {loss_on!r}")
+    if max_length < 2:
+        raise ValueError(f"max_length must be ≥ 2, got {max_length}")
+    _check_samples(samples)
+    ids = samples["sample_id"] if "sample_id" in samples.columns else pd.Series(samples.index.astype(str))
+    features = []
+    for sample_id, prompt, response in zip(ids, samples["prompt"], samples["response"], strict=True):
+        input_ids, prompt_len, _ = encode_pair(tokenizer, prompt, response, system=system)
+        labels = list(input_ids)
+        if loss_on == "response":
+            labels[:prompt_len] = [IGNORE_INDEX] * prompt_len
+        features.append(
+            {
+                "sample_id": str(sample_id),
+                "input_ids": input_ids[:max_length],
+                "labels": labels[:max_length],
+                "truncated": len(input_ids) > max_length,
+            }
+        )
+    return features
+
+
+def n_target_tokens(feature: dict) -> int:
+    """Tokens the loss is computed on (labels are shifted by one inside the model)."""
+    return sum(1 for t in feature["labels"][1:] if t != IGNORE_INDEX)
+
+
+class _Features(torch.utils.data.Dataset):
+    def __init__(self, features: Sequence[dict]):
+        self.features = list(features)
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, i):
+        f = self.features[i]
+        return {"input_ids": f["input_ids"], "labels": f["labels"]}
+
+
+@dataclasses.dataclass
+class PadCollator:
+    """Right-pads a batch to its longest sequence. Padding gets label −100 and attention 0, from lengths
+    (never from token ids: the pad token is the end-of-turn token here, which is also a target)."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(b["input_ids"]) for b in batch)
+        if self.pad_to_multiple_of:
+            longest = math.ceil(longest / self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), longest), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(batch), longest), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            input_ids[i, :n] = torch.as_tensor(b["input_ids"])
+            labels[i, :n] = torch.as_tensor(b["labels"])
+            attention[i, :n] = 1
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+# ----------------------------------------------------------------------------------------------
+# QLoRA
+# ----------------------------------------------------------------------------------------------
+def qlora_unavailable_reason() -> str | None:
+    """Why 4-bit QLoRA cannot run here (``None`` when it can)."""
+    if not torch.cuda.is_available():
+        return "4-bit QLoRA needs a CUDA GPU (bitsandbytes 4-bit kernels); none is visible"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return "4-bit QLoRA needs the `bitsandbytes` package (pip install bitsandbytes)"
+    return None
+
+
+def _load_4bit(model, tmpdir: str):
+    """A 4-bit NF4 copy of ``model`` on the GPU, prepared for k-bit training."""
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
+    model.save_pretrained(tmpdir, safe_serialization=True)  # the weights the caller holds, whatever their origin
+    qmodel = AutoModelForCausalLM.from_pretrained(
+        tmpdir, quantization_config=quant, dtype=compute, device_map={"": torch.cuda.current_device()}
+    )
+    return prepare_model_for_kbit_training(qmodel, use_gradient_checkpointing=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+def _trainer_callbacks(progress: bool):
+    from transformers import TrainerCallback
+
+    class LossLog(TrainerCallback):
+        """Collects the per-step loss and shows it on the progress bar instead of printing dicts."""
+
+        def __init__(self):
+            self.losses: list[float] = []
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if progress:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=state.max_steps, desc="train_round", unit="step")
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+                if self.bar is not None:
+                    self.bar.set_postfix(loss=f"{logs['loss']:.4f}")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return LossLog()
+
+
+def train_round(
+    model,
+    tokenizer,
+    samples: pd.DataFrame,
+    *,
+    adapter: LoraAdapter | None = None,
+    lora: dict | None = None,
+    seed: int = 0,
+    learning_rate: float = 1.5e-3,
+    epochs: int = 1,
+    batch_size: int = 8,
+    grad_accum: int = 1,
+    max_length: int = 512,
+    loss_on: str = "response",
+    lr_scheduler: str = "cosine",
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.0,
+    max_grad_norm: float = 1.0,
+    group_by_length: bool = True,
+    gradient_checkpointing: bool = False,
+    qlora: bool = False,
+    system: str | None = DEFAULT_SYSTEM,
+    output_dir: str | None = None,
+    progress: bool = True,
+) -> tuple[LoraAdapter, dict]:
+    """Train LoRA for ``epochs`` pass(es) over ``samples`` with the HF ``Trainer``; return ``(adapter, metrics)``.
+
+    model: a plain base model (``models.load_model``), not a ``PeftModel``. samples: the round's selected
+    rows of the samples table (``prompt``, ``response``, ``sample_id``). adapter: the previous round's
+    adapter to continue (``None`` → a fresh LoRA from ``lora``: r, alpha, dropout, target_modules).
+    One optimizer step = ``batch_size × grad_accum`` samples; seeded shuffle; length-grouped batches when
+    ``group_by_length``; bf16 autocast on CUDA; ``qlora`` trains on a 4-bit copy when CUDA and bitsandbytes
+    are present (a warning and plain LoRA otherwise). Nothing is checkpointed.
+
+    metrics: ``train_loss`` (mean), ``loss_curve`` (loss per optimizer step), ``n_samples``, ``n_tokens``
+    (target tokens trained on, all epochs), ``n_truncated``, ``n_skipped`` (no target token left after
+    truncation), ``steps``, ``seconds``.
+    """
+    from peft import PeftModel, get_peft_model
+    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    if isinstance(model, PeftModel):
+        raise TypeError("train_round needs the plain base model; pass the previous adapter as `adapter=`")
+    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("grad_accum", grad_accum, 1)):
+        if int(value) < low:
+            raise ValueError(f"{name} must be ≥ {low}, got {value}")
+    if not 0.0 <= warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+
+    features = build_features(tokenizer, samples, max_length=max_length, loss_on=loss_on, system=system)
+    n_truncated = sum(f["truncated"] for f in features)
+    kept = [f for f in features if n_target_tokens(f) > 0]
+    skipped = [f["sample_id"] for f in features if n_target_tokens(f) == 0]
+    if n_truncated:
+        log.warning("%d of %d samples were cut at max_length=%d", n_truncated, len(features), max_length)
+    if skipped:
+        log.warning(
+            "%d samples have no response token left within max_length=%d and are not trained on: %s",
+            len(skipped), max_length, skipped[:10],
+        )
+    if not kept:
+        raise ValueError(f"No sample has a response token within max_length={max_length}; raise max_length")
+
+    device = next(model.parameters()).device
+    use_cuda = device.type == "cuda"
+    bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    fp16 = use_cuda and not bf16
+
+    # What training touches on the base model, to put back afterwards.
+    was_training = model.training
+    requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
+    use_cache = getattr(model.config, "use_cache", None)
+
+    with tempfile.TemporaryDirectory(prefix="p3-train-") as tmp:
+        train_model = model
+        if qlora:
+            reason = qlora_unavailable_reason()
+            if reason:
+                warnings.warn(f"qlora=True ignored: {reason}. Training plain LoRA instead.", stacklevel=2)
+                log.warning("qlora=True ignored: %s. Training plain LoRA instead.", reason)
+            else:
+                train_model = _load_4bit(model, f"{tmp}/base-4bit")
+
+        set_seed(seed)  # LoRA init is drawn from the global RNG
+        if adapter is None:
+            peft_model = get_peft_model(train_model, lora_config(model, lora))
+        else:
+            if lora:
+                log.info("`lora` is ignored when continuing an adapter (its own config is kept)")
+            peft_model = adapter.apply(train_model, trainable=True)
+        try:
+            if gradient_checkpointing:
+                peft_model.enable_input_require_grads()
+            args = TrainingArguments(
+                output_dir=output_dir or f"{tmp}/trainer",
+                num_train_epochs=epochs,
+                per_device_train_batch_size=batch_size,
+                gradient_accumulation_steps=grad_accum,
+                learning_rate=learning_rate,
+                lr_scheduler_type=lr_scheduler,
+                warmup_steps=warmup_ratio,  # a float < 1 is a fraction of the total steps
+                weight_decay=weight_decay,
+                max_grad_norm=max_grad_norm,
+                train_sampling_strategy="group_by_length" if group_by_length else "random",
+                activation_checkpointing=gradient_checkpointing,
+                bf16=bf16,
+                fp16=fp16,
+                use_cpu=not use_cuda,
+                seed=seed,
+                data_seed=seed,
+                logging_steps=1,
+                save_strategy="no",
+                report_to="none",
+                disable_tqdm=True,
+                remove_unused_columns=False,
+                dataloader_num_workers=0,
+            )
+            loss_log = _trainer_callbacks(progress)
+            trainer = Trainer(
+                model=peft_model,
+                args=args,
+                train_dataset=_Features(kept),
+                data_collator=PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if use_cuda else None),
+                callbacks=[loss_log],
+            )
+            for cb in (PrinterCallback, ProgressCallback):
+                trainer.remove_callback(cb)
+            start = time.perf_counter()
+            result = trainer.train()
+            seconds = time.perf_counter() - start
+            trained = LoraAdapter.from_peft(peft_model)
+            trained.config["base_model_name_or_path"] = getattr(model.config, "_name_or_path", None) or None
+            steps = int(trainer.state.global_step)
+        finally:
+            peft_model.unload()  # takes the LoRA layers out of the caller's base model
+            if train_model is model:
+                for n, p in model.named_parameters():
+                    p.requires_grad_(requires_grad.get(n, p.requires_grad))
+                if use_cache is not None:
+                    model.config.use_cache = use_cache
+                model.train(was_training)
+            else:
+                del train_model
+                torch.cuda.empty_cache()
+
+    metrics = {
+        "train_loss": float(result.training_loss),
+        "loss_curve": list(loss_log.losses),
+        "n_samples": len(kept),
+        "n_tokens": int(sum(n_target_tokens(f) for f in kept) * epochs),
+        "n_truncated": int(n_truncated),
+        "n_skipped": len(skipped),
+        "steps": steps,
+        "seconds": float(seconds),
+        "learning_rate": float(learning_rate),
+        "lora": {k: trained.config.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules")},
+    }
+    log.info(
+        "train_round: %d samples, %d tokens, %d steps, loss %.4f, %.1f s",
+        metrics["n_samples"], metrics["n_tokens"], steps, metrics["train_loss"], seconds,
+    )
+    return trained, metrics
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "PadCollator",
+    "build_features",
+    "linear_target_modules",
+    "lora_config",
+    "n_target_tokens",
+    "qlora_unavailable_reason",
+    "train_round",
+]

@@ -1,0 +1,168 @@
+"""train_round: labels, LoRA continuation round to round, determinism, base model left intact."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from p3_pruning.adapters import LoraAdapter
+from p3_pruning.chat import encode_pair
+from p3_pruning.evaluation import response_nll
+from p3_pruning.models import load_model, tiny_model
+from p3_pruning.training import (
+    IGNORE_INDEX,
+    PadCollator,
+    build_features,
+    n_target_tokens,
+    train_round,
+)
+
+torch.set_num_threads(2)
+SYSTEM = "Be brief."  # short prompts keep the tiny-model steps fast
+FAST = dict(system=SYSTEM, batch_size=4, max_length=48, progress=False, lora={"r": 8, "alpha": 16})
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_model("tiny-random")[1]
+
+
+def fresh_base(tokenizer):
+    """Same weights as ``load_model("tiny-random", seed=0)[0]``."""
+    return tiny_model(tokenizer, seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def samples():
+    pairs = [(a, b) for a in (3, 5, 7, 9) for b in (2, 4)]
+    return pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(len(pairs))],
+            "source": "reasoning_gym/chain_sum",
+            "prompt": [f"{a} + {b} =" for a, b in pairs],
+            "response": [f"{a} + {b} = {a + b}\nAnswer: {a + b}" for a, b in pairs],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def round_1(tokenizer, samples):
+    """Round 1 on a base model whose state is recorded before and after training."""
+    base = fresh_base(tokenizer)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    grads = {n: p.requires_grad for n, p in base.named_parameters()}
+    adapter, metrics = train_round(base, tokenizer, samples, seed=0, learning_rate=3e-2, epochs=3, **FAST)
+    return {"base": base, "before": before, "grads": grads, "adapter": adapter, "metrics": metrics}
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels and batches
+# ---------------------------------------------------------------------------------------------
+def test_response_labels_mask_the_prompt_and_keep_the_eos(tokenizer, samples):
+    (feature,) = build_features(tokenizer, samples.iloc[:1], system=SYSTEM)
+    ids, prompt_len, _ = encode_pair(tokenizer, samples.prompt[0], samples.response[0], system=SYSTEM)
+    assert feature["input_ids"] == ids
+    assert feature["labels"][:prompt_len] == [IGNORE_INDEX] * prompt_len
+    assert feature["labels"][prompt_len:] == ids[prompt_len:]
+    assert feature["labels"][-1] == tokenizer.eos_token_id == tokenizer.pad_token_id
+    response_ids = tokenizer(samples.response[0], add_special_tokens=False)["input_ids"]
+    assert n_target_tokens(feature) == len(response_ids) + 1  # response + end-of-turn
+
+    (whole,) = build_features(tokenizer, samples.iloc[:1], system=SYSTEM, loss_on="all")
+    assert whole["labels"] == ids
+    with pytest.raises(ValueError, match="loss_on"):
+        build_features(tokenizer, samples, loss_on="prompt")
+
+
+def test_collator_pads_by_length_not_by_token_id(tokenizer, samples):
+    feats = build_features(tokenizer, samples.iloc[:2].assign(response=["1\nAnswer: 1", "2 + 2 = 4\nthen 4\nAnswer: 4"]), system=SYSTEM)
+    batch = PadCollator(tokenizer.pad_token_id)(feats)
+    short, long_ = (0, 1) if len(feats[0]["input_ids"]) < len(feats[1]["input_ids"]) else (1, 0)
+    n = len(feats[short]["input_ids"])
+    assert batch["input_ids"].shape[1] == len(feats[long_]["input_ids"])
+    assert batch["attention_mask"][short, :n].all() and not batch["attention_mask"][short, n:].any()
+    assert (batch["labels"][short, n:] == IGNORE_INDEX).all()
+    # The eos target survives although the padding uses the same token id.
+    assert batch["labels"][short, n - 1].item() == tokenizer.eos_token_id
+    assert (batch["input_ids"][short, n:] == tokenizer.eos_token_id).all()
+
+
+def test_truncation_is_counted_and_all_prompt_samples_are_refused(tokenizer, samples):
+    (feature,) = build_features(tokenizer, samples.iloc[:1], system=SYSTEM, max_length=10)
+    assert len(feature["input_ids"]) == 10 and feature["truncated"]
+    assert n_target_tokens(feature) == 0
+    with pytest.raises(ValueError, match="max_length"):
+        train_round(fresh_base(tokenizer), tokenizer, samples, **{**FAST, "max_length": 10})
+
+
+def test_bad_samples_are_named(tokenizer, samples):
+    with pytest.raises(ValueError, match="response"):
+        build_features(tokenizer, samples.drop(columns=["response"]))
+    with pytest.raises(ValueError, match="s1"):
+        build_features(tokenizer, samples.assign(response=["ok", "", *samples.response[2:]]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+def test_training_lowers_the_response_loss(round_1, tokenizer, samples):
+    m = round_1["metrics"]
+    assert m["steps"] == 6 == len(m["loss_curve"])  # 8 samples / batch 4 × 3 epochs
+    assert m["n_samples"] == 8
+    feats = build_features(tokenizer, samples, system=SYSTEM, max_length=48)
+    assert m["n_tokens"] == 3 * sum(n_target_tokens(f) for f in feats)
+    assert m["loss_curve"][-1] < m["loss_curve"][0]
+    assert m["train_loss"] == pytest.approx(sum(m["loss_curve"]) / len(m["loss_curve"]), rel=1e-4)
+
+    base = fresh_base(tokenizer)
+    nll_before, n = response_nll(base, tokenizer, samples, system=SYSTEM, progress=False)
+    trained = round_1["adapter"].apply(base)
+    nll_after, n_after = response_nll(trained, tokenizer, samples, system=SYSTEM, progress=False)
+    assert (n == n_after).all()
+    assert (nll_after < nll_before).all()  # every sample of the batch got likelier
+    assert nll_after.sum() / n.sum() < nll_before.sum() / n.sum() - 0.2  # nats per response token
+
+
+def test_base_model_is_left_as_it_was(round_1, tokenizer, samples):
+    base = round_1["base"]
+    after = base.state_dict()
+    assert after.keys() == round_1["before"].keys()
+    assert all(torch.equal(after[k], v) for k, v in round_1["before"].items())
+    assert type(base.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+    assert {n: p.requires_grad for n, p in base.named_parameters()} == round_1["grads"]
+    assert not base.training
+    # The adapter applies the same way to the used base and to a freshly loaded one.
+    ids = torch.tensor([encode_pair(tokenizer, "2 + 2 =", "4", system=SYSTEM)[0]])
+    on_used, on_fresh = round_1["adapter"].apply(base), round_1["adapter"].apply(fresh_base(tokenizer))
+    with torch.inference_mode():
+        assert torch.equal(on_used(ids).logits, on_fresh(ids).logits)
+    on_used.unload()
+
+
+def test_round_2_starts_from_round_1_weights(round_1, tokenizer, samples):
+    first = round_1["adapter"]
+    assert max(v.abs().max().item() for k, v in first.state_dict.items() if "lora_B" in k) > 1e-3
+    # A vanishing learning rate leaves the weights where round 2 started: at round 1's output.
+    second, metrics = train_round(
+        fresh_base(tokenizer), tokenizer, samples.iloc[:4], adapter=first, seed=5,
+        learning_rate=1e-12, warmup_ratio=0.0, **FAST,
+    )
+    assert metrics["steps"] == 1
+    assert second.state_dict.keys() == first.state_dict.keys()
+    for k, v in first.state_dict.items():
+        assert torch.allclose(second.state_dict[k], v, atol=1e-7), k
+    assert second.config["r"] == first.config["r"] == 8
+
+
+def test_same_seed_same_adapter_other_seed_other_adapter(tokenizer, samples):
+    run = dict(learning_rate=1e-2, epochs=1, **{**FAST, "batch_size": 2})
+    samples = samples.iloc[:4]  # 2 steps: init, shuffle and dropout all draw from the seed
+    a, _ = train_round(fresh_base(tokenizer), tokenizer, samples, seed=11, **run)
+    b, _ = train_round(fresh_base(tokenizer), tokenizer, samples, seed=11, **run)
+    assert isinstance(a, LoraAdapter)
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    # qlora without CUDA/bitsandbytes: a clear warning, then plain LoRA.
+    with pytest.warns(UserWarning, match="qlora=True ignored"):
+        c, _ = train_round(fresh_base(tokenizer), tokenizer, samples, seed=12, qlora=True, **run)
+    assert not all(torch.equal(a.state_dict[k], c.state_dict[k]) for k in a.state_dict)
