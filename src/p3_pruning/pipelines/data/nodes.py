@@ -1,0 +1,84 @@
+"""Nodes of the ``data`` pipeline: thin adapters from parameters to ``p3_pruning.data``."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from p3_pruning.data import (
+    DataError,
+    empty_quarantine,
+    empty_samples,
+    generate_default,
+    load_samples,
+    split_samples,
+    validate_samples,
+)
+
+log = logging.getLogger(__name__)
+
+
+def ingest_samples(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Raw samples, a separate eval file's samples (empty table when none) and the quarantine table.
+
+    ``data.source: default`` generates the reasoning-gym default from ``data.default``; any other
+    source loads ``data.path`` (and ``data.eval_path`` when set) with ``data.columns`` and
+    ``data.on_bad_record``.
+    """
+    if data["source"] == "default":
+        if data["eval_path"]:
+            raise ValueError(
+                "data.eval_path needs a file source (data.source/data.path), not default"
+            )
+        options = data["default"]
+        samples = generate_default(
+            options["n"], options["seed"], tasks=options["tasks"], levels=options["levels"]
+        )
+        return samples, empty_samples(), empty_quarantine()
+
+    if not data["path"]:
+        raise ValueError(f"data.path is required when data.source is {data['source']!r}")
+    load = {
+        "source": data["source"],
+        "on_bad_record": data["on_bad_record"],
+        "columns": data["columns"],
+    }
+    samples, quarantine = load_samples(data["path"], **load)
+    if samples.empty:
+        raise DataError("no valid samples (all records quarantined)", file=str(data["path"]))
+    eval_samples = empty_samples()
+    if data["eval_path"]:
+        eval_samples, eval_quarantine = load_samples(data["eval_path"], **load)
+        if eval_samples.empty:
+            raise DataError(
+                "no valid samples (all records quarantined)", file=str(data["eval_path"])
+            )
+        quarantine = pd.concat([quarantine, eval_quarantine], ignore_index=True)
+    return samples, eval_samples, quarantine
+
+
+def validate(
+    raw_samples: pd.DataFrame, raw_eval_samples: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check both tables against the samples schema (types, ids)."""
+    return validate_samples(raw_samples), validate_samples(raw_eval_samples)
+
+
+def split(
+    samples: pd.DataFrame, eval_samples: pd.DataFrame, split_options: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train_pool, eval_set)``: the given eval file's samples when there are any, else a seeded split."""
+    if eval_samples.empty:
+        return split_samples(samples, **split_options)
+    overlap = set(samples["prompt"]) & set(eval_samples["prompt"])
+    if overlap:
+        log.warning(
+            "%d eval prompt(s) also appear in the training file (possible leakage)", len(overlap)
+        )
+    log.info(
+        "train pool %d samples, eval set %d samples from the eval file",
+        len(samples),
+        len(eval_samples),
+    )
+    return samples, eval_samples

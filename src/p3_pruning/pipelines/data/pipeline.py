@@ -1,0 +1,32 @@
+"""``data``: raw samples → validated → ``train_pool`` + ``eval_set`` (and a ``quarantine`` table)."""
+
+from __future__ import annotations
+
+from kedro.pipeline import Node, Pipeline
+
+from . import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(
+                func=nodes.ingest_samples,
+                inputs="params:data",
+                outputs=["raw_samples", "raw_eval_samples", "quarantine"],
+                name="ingest_samples",
+            ),
+            Node(
+                func=nodes.validate,
+                inputs=["raw_samples", "raw_eval_samples"],
+                outputs=["samples", "eval_samples"],
+                name="validate_samples",
+            ),
+            Node(
+                func=nodes.split,
+                inputs=["samples", "eval_samples", "params:data.split"],
+                outputs=["train_pool", "eval_set"],
+                name="split_samples",
+            ),
+        ]
+    )
