@@ -25,6 +25,7 @@ def configured_rounds(conf_source: str | Path | None = None) -> int:
         conf_source=str(source),
         base_env="base",
         default_run_env="local",
+        merge_strategy=settings.CONFIG_LOADER_ARGS.get("merge_strategy"),
         env=os.environ.get("KEDRO_ENV"),
     )
     return int(loader["parameters"].get("rounds", 3))

@@ -10,4 +10,6 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # conf/local may override one nested key (e.g. model.name_or_path) without restating the rest.
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -1,0 +1,59 @@
+"""Run the project in a scratch folder with parameter overrides (tests, benchmarks, experiments).
+
+A workspace is a copy of ``conf/`` and ``pyproject.toml`` plus an empty ``data/`` tree, so every
+relative path (data layers, ``mlflow.db``) lands inside it and the repository stays untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+LAYERS = (
+    "01_raw", "02_intermediate", "03_primary", "04_feature",
+    "05_model_input", "06_models", "07_model_output", "08_reporting",
+)
+
+
+def make_workspace(dest: str | Path, parameters: dict | None = None, *, source: Path = PROJECT_ROOT) -> Path:
+    """Copy the project's config into ``dest`` and write ``parameters`` to ``conf/local/parameters.yml``."""
+    dest = Path(dest)
+    if not (source / "conf" / "base").is_dir():
+        raise FileNotFoundError(f"no conf/base under {source}: make_workspace needs a source checkout")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source / "conf" / "base", dest / "conf" / "base", dirs_exist_ok=True)
+    (dest / "conf" / "local").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "pyproject.toml", dest / "pyproject.toml")
+    for layer in LAYERS:
+        (dest / "data" / layer).mkdir(parents=True, exist_ok=True)
+    if parameters:
+        (dest / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump(parameters, sort_keys=False))
+    return dest
+
+
+@contextlib.contextmanager
+def inside(path: str | Path):
+    """Temporarily make ``path`` the working directory (pipelines are built from its config)."""
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield Path(path)
+    finally:
+        os.chdir(previous)
+
+
+def run_pipeline(workspace: str | Path, pipeline: str | None = None, **run_kwargs) -> dict:
+    """``kedro run --pipeline`` inside ``workspace``; returns the free outputs of the run."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    workspace = Path(workspace).resolve()
+    with inside(workspace):
+        bootstrap_project(workspace)
+        with KedroSession.create(project_path=workspace) as session:
+            return session.run(pipeline_name=pipeline, **run_kwargs)
