@@ -296,12 +296,17 @@ def test_socket_to_a_listening_port_fails(kernel):
             server.accept()  # nobody connected
 
 
+KILL_PARENT = {
+    "kill": "import os\nos.kill(os.getppid(), 9)",
+    "pidfd": "import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getppid()), 9)",
+}
+
+
+@pytest.mark.parametrize("how", sorted(KILL_PARENT))
 @pytest.mark.parametrize("kernel", MODES)
-def test_killing_the_parent_is_refused(kernel):
-    res = run_python(
-        "import os\nos.kill(os.getppid(), 9)", timeout_s=FAST_S, kernel_isolation=kernel
-    )
-    assert res.status == "blocked"
+def test_killing_the_parent_is_refused(kernel, how):
+    res = run_python(KILL_PARENT[how], timeout_s=FAST_S, kernel_isolation=kernel)
+    assert res.status == "blocked", res
     assert "not permitted" in res.reason or "signalling" in res.reason
     _still_works(kernel)
 
@@ -468,6 +473,10 @@ def test_call_based_crash_missing_function_and_fake_equality():
     assert [r.status for r in results] == ["error", "error", "passed"]
     assert results[0].reason == "ZeroDivisionError: no"
     assert results[1].reason == "the program exited before the function returned"
+
+    hijack = "import sys\nsys.stdout = None\ndef solve(x):\n    return [x]\n"
+    results = run_test_cases(hijack, {"fn_name": "solve", "inputs": [[4]], "outputs": [[4]]})
+    assert results[0].passed and results[0].got == [4]
 
     missing = run_test_cases(
         "def other():\n    pass\n",

@@ -9,7 +9,7 @@ How a program is contained (``SandboxResult.isolation`` names the layers that we
 - always: its own session and process group; resource limits (CPU seconds, address space, file
   size, processes, open files, no core dumps); a scrubbed environment; a fresh working directory; a
   wall-clock deadline after which the parent kills the whole group; stdout/stderr read with a cap.
-- as root (the usual case on our machines and in CI): a private network namespace (no interface is
+- as root (as on our machines): a private network namespace (no interface is
   up, so no connection can be made), a private mount namespace in which the whole tree is read-only
   and ``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock`` and the working directory are small private
   tmpfs mounts (writes there vanish with the program), a private IPC namespace, and a throw-away
@@ -21,10 +21,11 @@ How a program is contained (``SandboxResult.isolation`` names the layers that we
   processes, writes outside the working directory, other processes' ``/proc``, ``ctypes``). This is
   a Python-level guard and weaker than the kernel layers.
 
-The launcher is this very file run as a script (``python -I -S sandbox.py launch CONFIG``): it sets up
-the layers in a fresh single-threaded interpreter and then ``execve``s the sandboxed interpreter, so the
-caller never runs Python code between ``fork`` and ``exec`` (safe from processes with threads, e.g.
-torch).
+The launcher is this very file run as a script (``python -I -S sandbox.py launch ARGS``): it sets up
+the layers in a fresh single-threaded interpreter and then ``execve``s the sandboxed interpreter
+(``python -S -s -B -P -c BOOTSTRAP``), so the caller never runs Python code between ``fork`` and
+``exec`` (safe in processes with threads, e.g. torch). The sandboxed interpreter sees the standard
+library only (no site-packages).
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ class SandboxBlockedError(PermissionError):
 def _install_guards(guards):
     def deny(what):
         raise SandboxBlockedError("sandbox: " + what + " is blocked")
+
+    def no_pidfd(*args, **kwargs):
+        deny("signalling another process (pidfd)")
+
+    if "proc" in guards:  # these raise no audit event, and a pidfd reaches any process
+        import _signal, posix, signal
+        for module, name in ((os, "pidfd_open"), (posix, "pidfd_open"),
+                             (signal, "pidfd_send_signal"), (_signal, "pidfd_send_signal")):
+            if hasattr(module, name):
+                setattr(module, name, no_pidfd)
 
     busy = []
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -122,6 +133,7 @@ if _mode == "exec":
     exec(_code, _g)
 else:
     import json
+    _result_fd = os.dup(1)  # the return value goes here, whatever the program does to sys.stdout
     _payload = json.loads(sys.stdin.read())
     sys.stdin = open(os.devnull)
     _g = {"__name__": "solution", "__file__": "solution.py", "__builtins__": builtins}
@@ -149,9 +161,12 @@ else:
         _out = {"value": _plain(_value)}
     except (TypeError, RecursionError):
         _out = {"repr": repr(_value)[:1000]}
-    sys.stdout.flush()
-    sys.stdout.write("\n\x1ep3-sandbox-result " + json.dumps(_out) + "\n")  # = _RESULT_MARK
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    _line = "\n\x1ep3-sandbox-result " + json.dumps(_out) + "\n"  # "\x1e..." = _RESULT_MARK
+    os.write(_result_fd, _line.encode("utf-8"))
 """
 
 
@@ -445,7 +460,10 @@ class SandboxResult:
 
     ``status`` is one of ``STATUSES``; ``reason`` says why in words. ``stdout``/``stderr`` hold at
     most ``max_output_bytes`` each (``*_truncated`` tells). ``returncode`` is the exit code, or minus
-    the signal number when a signal ended the program. ``isolation`` names the active layers.
+    the signal number when a signal ended the program (``term_signal``). ``wall_s``: seconds from
+    spawn to exit, sandbox setup included; ``cpu_s``: user + system CPU seconds of the program;
+    ``max_rss_mb``: its peak resident memory. ``uid``: the throw-away uid it ran as (None when it
+    kept the caller's). ``isolation`` names the active layers.
     """
 
     status: str
