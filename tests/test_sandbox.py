@@ -367,6 +367,16 @@ def test_as_root_every_kernel_layer_is_active():
     assert not any(layer.startswith("audit_hook") for layer in res.isolation)
 
 
+def test_a_failed_setup_is_a_sandbox_error_and_runs_nothing(monkeypatch):
+    import p3_pruning.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_pick_uid", lambda: 2**32 - 1)  # "-1": would mean "keep root"
+    res = run_python("print('ran')", timeout_s=FAST_S)
+    assert res.status == "sandbox_error"
+    assert "not an ordinary uid" in res.reason
+    assert res.stdout == ""
+
+
 def test_every_status_is_a_known_one():
     res = run_python("print(1)", timeout_s=FAST_S)
     assert res.status in STATUSES

@@ -336,8 +336,12 @@ def _launch(argv: list[str]) -> None:
             cfg[k] = int(cfg[k])
     uid = int(cfg["uid"]) if cfg["uid"] != "-" else None
     status_fd = cfg["status_fd"]
+    os.set_inheritable(status_fd, False)  # closes at exec; stays open if exec fails
+    os.umask(0o022)
     layers = ["session", "rlimits", "scrubbed_env"]
     try:
+        if uid is not None and not 0 < uid < 2**32 - 1:
+            raise ValueError(f"sandbox uid {uid} is not an ordinary uid")
         workdir = cfg["workdir"]
         with open(os.path.join(workdir, "solution.py"), "rb") as f:
             code = f.read()
@@ -366,6 +370,8 @@ def _launch(argv: list[str]) -> None:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
+            if os.getresuid() != (uid,) * 3 or os.getresgid() != (uid,) * 3:
+                raise RuntimeError(f"could not switch to uid {uid}")
             layers.append("uid")
         _, lib = _libc()
         if lib.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
@@ -382,7 +388,6 @@ def _launch(argv: list[str]) -> None:
         boot = [sys.executable, *_PYTHON_FLAGS, "-c", _BOOTSTRAP, cfg["mode"], ",".join(guards)]
         boot += argv[len(_LAUNCH_ARGS) :]
         os.write(status_fd, f"ready {','.join(layers)}\n".encode())
-        os.close(status_fd)
         os.execve(sys.executable, boot, dict(os.environ))
     except BaseException as exc:  # report to the parent; never run the program half-contained
         try:
@@ -901,6 +906,9 @@ def _spawn_and_watch(workdir, uid, mode, stdin, args, limits, t0) -> SandboxResu
                 start_new_session=True,
                 pass_fds=(status_w,),
             )
+        except BaseException:
+            os.close(status_r)
+            raise
         finally:
             os.close(status_w)
     out, err, status = (
@@ -1023,8 +1031,9 @@ def _watch(proc, out: _Reader, err: _Reader, status_r: int, status: _Reader, tim
 
 
 def _parse_status(text: str) -> dict:
-    """The launcher's line: ``ready L1,L2,...`` or ``error L1,... message``."""
-    word, _, rest = text.strip().partition(" ")
+    """The launcher's last line: ``ready L1,L2,...`` or ``error L1,... message``."""
+    lines = text.strip().splitlines()
+    word, _, rest = (lines[-1] if lines else "").partition(" ")
     layers, _, message = rest.partition(" ")
     out = {"isolation": tuple(filter(None, layers.split(",")))}
     if word == "ready":
