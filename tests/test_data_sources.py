@@ -40,7 +40,7 @@ APPS = {
     "difficulty": "introductory",
     "starter_code": "",
 }
-GENERIC = {"instruction": "Say hi.", "output": "Step 1\nhi", "label": 7}
+GENERIC = {"key": "g1", "instruction": "Say hi.", "output": "Step 1\nhi", "label": 7}
 
 
 def write_lines(path, lines) -> str:
@@ -162,6 +162,7 @@ def test_generic_jsonl_with_mapping(tmp_path):
     assert samples["source"].tolist() == ["chat", "chat"]
     assert samples["sample_id"].str.startswith("chat-").all()
     assert samples.iloc[0]["answer"] == "7" and samples.iloc[0]["response"] == "Step 1\nhi"
+    assert json.loads(samples.iloc[0]["meta"])["fields"] == {"key": "g1"}  # unmapped, kept
 
     nested_path = write_lines(tmp_path / "nested.jsonl", [nested])
     cols = {"prompt": "doc.q", "response": "doc.a", "sample_id": "uid"}
@@ -230,12 +231,22 @@ BAD = [
     ("apps", APPS, variant(APPS, problem_id=2, question=["q"]), "question", "expected a string"),
     ("apps", APPS, APPS, "problem_id", "duplicate id '17'"),
     ("apps", APPS, variant(APPS, problem_id=True), "problem_id", "expected a string or integer"),
-    ("jsonl", GENERIC, variant(GENERIC, output=DROP), "output", "missing"),
-    ("jsonl", GENERIC, variant(GENERIC, output=""), "output", "empty"),
-    ("jsonl", GENERIC, variant(GENERIC, label=[1]), "label", "expected a string or number"),
+    ("jsonl", GENERIC, variant(GENERIC, key="g9", output=DROP), "output", "missing"),
+    ("jsonl", GENERIC, variant(GENERIC, key="g9", output=""), "output", "empty"),
+    (
+        "jsonl",
+        GENERIC,
+        variant(GENERIC, key="g9", label=[1]),
+        "label",
+        "expected a string or number",
+    ),
     ("jsonl", GENERIC, b'{"instruction": "\xff", "output": "x"}', "(record)", "UTF-8"),
+    ("jsonl", GENERIC, variant(GENERIC, key=DROP, output="other"), "key", "missing"),
+    ("jsonl", GENERIC, variant(GENERIC, output="other"), "key", "duplicate id 'g1'"),
 ]
-COLUMNS = {"jsonl": {"prompt": "instruction", "response": "output", "answer": "label"}}
+COLUMNS = {
+    "jsonl": {"prompt": "instruction", "response": "output", "answer": "label", "sample_id": "key"}
+}
 
 
 def _bad_file(tmp_path, source, good, bad) -> str:
@@ -247,6 +258,8 @@ def _bad_file(tmp_path, source, good, bad) -> str:
         other["problem_id"] = 99
     if "id" in other:
         other["id"] = "other"
+    if "key" in other:
+        other["key"] = "g2"
     return write_lines(tmp_path / f"{source}.jsonl", [good, "", other, bad])
 
 

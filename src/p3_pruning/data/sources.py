@@ -35,6 +35,7 @@ SOURCES = ("gsm8k", "math", "apps", "jsonl")
 ON_BAD_RECORD = ("raise", "quarantine")
 ID_FIELDS = ("id", "problem_id", "idx", "unique_id", "task_id")
 GENERIC_KEYS = ("prompt", "response", "answer", "tests", "level", "sample_id", "source")
+META_FIELD_CHARS = 200  # generic sources: longer unmapped fields are not copied into meta
 RECORD = "(record)"  # field name for problems with the record as a whole
 FILE = "(file)"  # field name for problems with the file as a whole
 
@@ -296,15 +297,22 @@ def _parse_generic(record: dict, columns: dict) -> Parsed:
     prompt = _text(record, columns["prompt"])
     response = _text(record, columns["response"])
     tests = _generic_tests(record, columns["tests"])
-    id_keys = (columns["sample_id"],) if columns.get("sample_id") else ID_FIELDS
+    id_keys = (columns["sample_id"],) if columns["sample_id"] else ID_FIELDS
+    record_id = _record_id(record, id_keys)
+    if columns["sample_id"] and record_id is None:
+        raise BadRecord(columns["sample_id"], "missing required field (mapped as sample_id)")
     used = {columns[k] for k in ("prompt", "response", "answer", "tests", "level")} | set(id_keys)
+    # other short scalar fields travel along in meta (e.g. a category label)
     extra = {
         k: v
         for k, v in record.items()
-        if k not in used and isinstance(v, (str, int, float, bool)) and not _is_missing(v)
+        if k not in used
+        and isinstance(v, (str, int, float, bool))
+        and not _is_missing(v)
+        and len(str(v)) <= META_FIELD_CHARS
     }
     return {
-        "id": _record_id(record, id_keys),
+        "id": record_id,
         "prompt": prompt.strip(),
         "response": response.strip(),
         "answer": _label(record, columns["answer"]),
