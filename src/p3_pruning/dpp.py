@@ -47,13 +47,12 @@ DEFAULT_RIDGE = 1e-3
 MODES = ("exact", "stochastic")
 _BLOCK = 64  # rank-1 updates of P are buffered and applied as one (d, b) x (b, d) product
 _CHUNK = 8192  # rows per chunk for the few full passes that need float64 temporaries
+_NUMPY_ON_CPU = True  # tests switch it off to run the torch code path (the CUDA one) on CPU
 
 
-def _to_tensor(x, name: str, device: torch.device | None) -> torch.Tensor:
+def _to_tensor(x, device: torch.device) -> torch.Tensor:
     t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    if device is not None:
-        t = t.to(device)
-    return t
+    return t.to(device)
 
 
 def _pick_device(features, device) -> torch.device:
@@ -64,16 +63,53 @@ def _pick_device(features, device) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+class _Ops:
+    """The few array operations the greedy loops need, on numpy (CPU) or torch (other devices).
+
+    On CPU the per-step vector and d×d work goes through numpy: each call is small, and torch's
+    per-call threading overhead there costs more than the arithmetic. The pass over F is torch.mv.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cpu = device.type == "cpu" and _NUMPY_ON_CPU
+        self.f64 = np.float64 if self.cpu else torch.float64
+
+    def arr(self, t: torch.Tensor):
+        return t.numpy() if self.cpu else t
+
+    def tensor(self, a) -> torch.Tensor:
+        return torch.from_numpy(a) if self.cpu else a
+
+    def zeros(self, *shape):
+        if self.cpu:
+            return np.zeros(shape, dtype=np.float64)
+        return torch.zeros(shape, dtype=torch.float64, device=self.device)
+
+    def cast(self, a, like):
+        return a.astype(like.dtype) if self.cpu else a.to(like.dtype)
+
+    def f64_of(self, a):
+        return a.astype(np.float64) if self.cpu else a.to(torch.float64)
+
+    def take(self, a, idx: np.ndarray):
+        return a[idx] if self.cpu else a[torch.as_tensor(idx, device=self.device)]
+
+    def host(self, a) -> np.ndarray:
+        return a if self.cpu else a.cpu().numpy()
+
+
 class _Projector:
     """P = Σ u uᵀ (d, d) float64, with the newest rank-1 terms kept in a (b, d) buffer."""
 
-    def __init__(self, d: int, device: torch.device):
-        self.P = torch.zeros(d, d, dtype=torch.float64, device=device)
-        self.buf = torch.zeros(_BLOCK, d, dtype=torch.float64, device=device)
+    def __init__(self, d: int, ops: _Ops):
+        self.ops = ops
+        self.P = ops.zeros(d, d)
+        self.buf = ops.zeros(_BLOCK, d)
         self.count = 0
-        self._P_low: torch.Tensor | None = None
+        self._P_low = None
 
-    def apply(self, f: torch.Tensor) -> torch.Tensor:
+    def apply(self, f):
         """P f for f (d,) float64."""
         out = self.P @ f
         if self.count:
@@ -81,27 +117,27 @@ class _Projector:
             out += b.T @ (b @ f)
         return out
 
-    def quad_rows(self, G: torch.Tensor) -> torch.Tensor:
+    def quad_rows(self, G):
         """g_iᵀ P g_i for the rows of G (m, d) → (m,) float64.
 
-        The flushed part uses G's dtype (float32 features: a float32 copy of P refreshed at each
-        flush, error ~1e-6 against unit-norm rows); the buffered part is float64.
+        float32 rows use a float32 copy of P (refreshed at each flush; error ~1e-6 against
+        unit-norm rows); the buffered part is float64.
         """
-        if G.dtype == torch.float64:
+        if G.dtype == self.P.dtype:
             out = ((G @ self.P) * G).sum(1)
         else:
             if self._P_low is None:
-                self._P_low = self.P.to(G.dtype)
-            out = ((G @ self._P_low) * G).sum(1, dtype=torch.float64)
+                self._P_low = self.ops.cast(self.P, G)
+            out = ((G @ self._P_low) * G).sum(1, dtype=self.ops.f64)
         if self.count:
-            out += (G.to(torch.float64) @ self.buf[: self.count].T).square().sum(1)
+            out += ((self.ops.f64_of(G) @ self.buf[: self.count].T) ** 2).sum(1)
         return out
 
-    def add(self, u: torch.Tensor) -> None:
+    def add(self, u) -> None:
         self.buf[self.count] = u
         self.count += 1
         if self.count == _BLOCK:
-            self.P.addmm_(self.buf.T, self.buf)
+            self.P += self.buf.T @ self.buf
             self.count = 0
             self._P_low = None
 
@@ -160,7 +196,7 @@ def greedy_map(
     if mode == "stochastic" and not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
     dev = _pick_device(features, device)
-    F = _to_tensor(features, "features", dev)
+    F = _to_tensor(features, dev)
     if F.ndim != 2:
         raise ValueError(f"features must be 2-D (n, d), got shape {tuple(F.shape)}")
     if F.dtype != torch.float64:
@@ -170,7 +206,7 @@ def greedy_map(
     if quality is None:
         q = torch.ones(n, dtype=torch.float64, device=dev)
     else:
-        q = _to_tensor(quality, "quality", dev).to(torch.float64).reshape(-1)
+        q = _to_tensor(quality, dev).to(torch.float64).reshape(-1)
         if q.shape[0] != n:
             raise ValueError(
                 f"quality must have shape ({n},) like features' rows, got {q.shape[0]}"
@@ -182,27 +218,33 @@ def greedy_map(
         bad = int((~torch.isfinite(sqnorm)).nonzero()[0])
         raise ValueError(f"features must be finite; row {bad} is not")
 
-    q2 = q.square()
-    diag = sqnorm + ridge  # S_ii
-    scale = float(diag.max()) if n else 0.0
+    ops = _Ops(dev)
+    q2 = ops.arr(q.square())
+    sqnorm = ops.arr(sqnorm)
+    scale = float((sqnorm + ridge).max()) if n else 0.0
     show = progress if progress is not None else (k * n * d > 2e10)
     bar = tqdm(total=min(k, n), desc=f"greedy MAP ({mode})", disable=not show, leave=False)
-    run = _exact if mode == "exact" else _stochastic
-    picks, log_det, reason, sample_size = run(
-        F,
-        q2,
-        sqnorm,
-        diag,
-        float(ridge),
-        min(k, n),
-        rank_tol * scale,
-        bar,
-        delta=delta,
-        seed=seed,
-        k_total=k,
-    )
+    if mode == "exact":
+        picks, log_det, reason = _exact(
+            F, q2, sqnorm, float(ridge), min(k, n), rank_tol * scale, bar, ops
+        )
+        sample_size = 0
+    else:
+        sample_size = max(1, math.ceil(n / max(k, 1) * math.log(1 / delta)))
+        picks, log_det, reason = _stochastic(
+            F,
+            q2,
+            sqnorm,
+            float(ridge),
+            min(k, n),
+            rank_tol * scale,
+            bar,
+            ops,
+            size=sample_size,
+            seed=seed,
+        )
     bar.close()
-    if len(picks) < k and reason == "budget":
+    if reason == "budget" and len(picks) < k:
         reason = "pool"
     if reason != "budget":
         log.warning(
@@ -231,135 +273,116 @@ def greedy_map(
     return indices, log_det, info
 
 
-def _exhausted_reason(q2: torch.Tensor, available: torch.Tensor) -> str:
-    if not bool(available.any()):
+def _why_no_gain(q2: np.ndarray, picked: list[int]) -> str:
+    """Stop reason once no remaining item has a positive gain."""
+    rest = np.ones(len(q2), dtype=bool)
+    rest[picked] = False
+    if not rest.any():
         return "pool"
-    return "rank" if bool((q2[available] > 0).any()) else "quality"
+    return "rank" if bool((q2[rest] > 0).any()) else "quality"
 
 
-def _exact(F, q2, sqnorm, diag, ridge, k, tol, bar, **_):
-    """Exact greedy: gains for all n items updated by one matvec per step."""
+def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
+    """Exact greedy: gains of all n items updated by one matvec over F per step."""
     n, d = F.shape
-    dev = F.device
-    e = torch.empty(n, dtype=F.dtype, device=dev)
-    e64 = e if F.dtype == torch.float64 else torch.empty(n, dtype=torch.float64, device=dev)
-    gain = q2 * diag  # (n,) float64: q_i² r_i
-    floor = torch.zeros(n, dtype=torch.float64, device=dev)  # 0, or -inf once picked
-    q2v = q2
-    if dev.type == "cpu":
-        # the O(n) vector work runs several times faster through numpy views than torch on CPU
-        xp, e, e64, gain, floor, q2v = (
-            np,
-            e.numpy(),
-            e64.numpy(),
-            gain.numpy(),
-            floor.numpy(),
-            q2.numpy(),
-        )
-    else:
-        xp = torch
-    e_out = torch.from_numpy(e) if xp is np else e
-    proj = _Projector(d, dev)
+    xp = np if ops.cpu else torch
+    gain = q2 * (sqnorm + ridge)  # (n,) float64: q_i² r_i
+    floor = ops.zeros(n)  # 0, or -inf once picked
+    e_t = torch.empty(n, dtype=F.dtype, device=F.device)
+    e = ops.arr(e_t)
+    e64 = e if F.dtype == torch.float64 else ops.zeros(n)
+    Fx = ops.arr(F)
+    proj = _Projector(d, ops)
     picks: list[int] = []
     log_det = 0.0
     for _ in range(k):
         j = int(xp.argmax(gain))  # first maximum: lowest index wins ties
         if not float(gain[j]) > 0:
-            avail = torch.as_tensor(floor == 0, device=dev)
-            return picks, log_det, _exhausted_reason(q2, avail), 0
-        fj = F[j].to(torch.float64)
+            return picks, log_det, _why_no_gain(ops.host(q2), picks)
+        fj = ops.f64_of(Fx[j])
         pf = proj.apply(fj)
-        r = float(sqnorm[j]) + ridge - float(fj @ pf)
+        r = float(sqnorm[j]) + ridge - float(fj @ pf)  # exact residual of the pick, float64
         if r <= tol:
-            return picks, log_det, "rank", 0
+            return picks, log_det, "rank"
         picks.append(j)
-        log_det += math.log(float(q2v[j]) * r)
+        log_det += math.log(float(q2[j]) * r)
         u = (fj - pf) / math.sqrt(r)
         proj.add(u)
         floor[j] = -math.inf
         gain[j] = -math.inf
-        torch.mv(F, u.to(F.dtype), out=e_out)  # the one pass over F
+        torch.mv(F, ops.tensor(ops.cast(u, Fx)), out=e_t)  # the one pass over F
         if e64 is not e:
             e64[:] = e
         xp.square(e64, out=e64)
-        xp.multiply(e64, q2v, out=e64)
+        xp.multiply(e64, q2, out=e64)
         xp.subtract(gain, e64, out=gain)
-        xp.maximum(gain, floor, out=gain)  # clamp residuals at 0, keep picked items at -inf
+        xp.maximum(gain, floor, out=gain)  # clamp residuals at 0; picked items stay -inf
         bar.update()
-    return picks, log_det, "budget", 0
+    return picks, log_det, "budget"
 
 
-def _stochastic(F, q2, sqnorm, diag, ridge, k, tol, bar, *, delta, seed, k_total):
-    """Stochastic greedy: best of a seeded random subset of the remaining candidates per step."""
+def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
+    """Stochastic greedy: the best of a seeded random subset of the remaining candidates per step."""
     n, d = F.shape
-    dev = F.device
-    proj = _Projector(d, dev)
+    Fx = ops.arr(F)
+    q2h, sqh = ops.host(q2), ops.host(sqnorm)
+    proj = _Projector(d, ops)
     rng = np.random.default_rng(seed)
-    # Zero-gain items (q = 0, or zero row with ridge 0) are never candidates: they come after
-    # every positive item in exact greedy, where greedy stops instead of picking them.
-    pool = (q2 * diag > 0).nonzero().flatten().cpu().numpy().astype(np.int64)
+    # Zero-gain items (q = 0, or a zero row with ridge 0) are never candidates: exact greedy would
+    # only reach them after every positive item, and stops there instead of picking them.
+    pool = np.flatnonzero(q2h * (sqh + ridge) > 0).astype(np.int64)
     m = len(pool)
-    size = max(1, math.ceil(n / max(k_total, 1) * math.log(1 / delta)))
     picks: list[int] = []
     log_det = 0.0
-    q2_host = q2.cpu().numpy()
 
-    def residuals(idx: np.ndarray, exact: bool = False) -> torch.Tensor:
-        it = torch.as_tensor(idx, device=dev)
-        G = F[it].to(torch.float64) if exact else F[it]
-        return sqnorm[it] + ridge - proj.quad_rows(G)
+    def gains(idx: np.ndarray, exact: bool = False) -> np.ndarray:
+        G = ops.take(Fx, idx)
+        r = sqh[idx] + ridge - ops.host(proj.quad_rows(ops.f64_of(G) if exact else G))
+        return q2h[idx] * np.maximum(r, 0.0)
 
-    def exact_residual(j: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-        fj = F[j].to(torch.float64)
+    def residual(j: int):
+        fj = ops.f64_of(Fx[j])
         pf = proj.apply(fj)
-        return fj, pf, float(sqnorm[j]) + ridge - float(fj @ pf)
+        return fj, pf, float(sqh[j]) + ridge - float(fj @ pf)
 
     for _ in range(k):
         if m == 0:
-            reason = "pool" if len(picks) == n else _remaining_reason(q2_host, picks, n)
-            return picks, log_det, reason, size
+            return picks, log_det, _why_no_gain(q2h, picks)
         pos = np.sort(rng.choice(m, size=size, replace=False)) if m > size else np.arange(m)
         idx = pool[pos]
         order = np.argsort(idx, kind="stable")  # lowest index wins ties
         pos, idx = pos[order], idx[order]
-        gains = q2_host[idx] * residuals(idx).clamp_min(0).cpu().numpy()
-        b = int(np.argmax(gains))
+        g = gains(idx)
+        b = int(np.argmax(g))
         p = int(pos[b])
-        fj, pf, r = exact_residual(int(idx[b]))
-        if not (gains[b] > 0 and r > tol):
-            # the sample holds no usable item: check every remaining candidate before stopping
-            p = _best_remaining(pool[:m], q2_host, lambda c: residuals(c, exact=True))
+        fj, pf, r = residual(int(idx[b]))
+        if not (g[b] > 0 and r > tol):
+            # the sample holds no usable item: look at every remaining candidate before stopping
+            p = _best_remaining(pool[:m], lambda c: gains(c, exact=True))
             if p < 0:
-                return picks, log_det, "rank", size
-            fj, pf, r = exact_residual(int(pool[p]))
+                return picks, log_det, "rank"
+            fj, pf, r = residual(int(pool[p]))
             if r <= tol:
-                return picks, log_det, "rank", size
+                return picks, log_det, "rank"
         j = int(pool[p])
         picks.append(j)
-        log_det += math.log(q2_host[j] * r)
+        log_det += math.log(q2h[j] * r)
         proj.add((fj - pf) / math.sqrt(r))
         m -= 1
         pool[p], pool[m] = pool[m], pool[p]  # swap-remove
         bar.update()
-    return picks, log_det, "budget", size
+    return picks, log_det, "budget"
 
 
-def _remaining_reason(q2_host, picks, n) -> str:
-    rest = np.ones(n, dtype=bool)
-    rest[picks] = False
-    return "rank" if (q2_host[rest] > 0).any() else "quality"
-
-
-def _best_remaining(cands: np.ndarray, q2_host, residuals) -> int:
-    """Position in ``cands`` of the remaining candidate with the largest gain (lowest index on
-    ties), over all of them; -1 when none has a positive gain."""
+def _best_remaining(cands: np.ndarray, gains) -> int:
+    """Position in ``cands`` of the candidate with the largest gain over all of them (lowest index
+    on ties); -1 when none has a positive gain."""
     best, best_gain = -1, 0.0
     for s in range(0, len(cands), _CHUNK):
         idx = cands[s : s + _CHUNK]
-        g = q2_host[idx] * residuals(idx).clamp_min(0).cpu().numpy()
-        i = int(np.argmax(g))
-        top = np.flatnonzero(g == g[i])
+        g = gains(idx)
+        top = np.flatnonzero(g == g.max())
         i = int(top[np.argmin(idx[top])])
-        if g[i] > best_gain or (g[i] == best_gain and best >= 0 and idx[i] < cands[best]):
+        if g[i] > best_gain or (g[i] == best_gain > 0 and idx[i] < cands[best]):
             best, best_gain = s + i, float(g[i])
     return best

@@ -65,7 +65,8 @@ def percentile(
     raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
 
 
-def _as_difficulty(values, name: str) -> np.ndarray:
+def as_difficulty(values, name: str = "difficulty") -> np.ndarray:
+    """Difficulties as (n,) float64; NaN or -inf is an error (failed samples are +inf)."""
     d = np.asarray(values, dtype=np.float64)
     if d.ndim != 1:
         raise ValueError(f"{name} must be 1-D (n,), got shape {d.shape}")
@@ -84,7 +85,7 @@ def trend_adjusted(difficulty, previous=None, *, alpha: float = 0.0) -> np.ndarr
     Applied only where both d_e and d_{e−1} are finite; elsewhere d_e is kept as it is (a sample
     that failed last round gets no trend, a sample that fails now stays +inf).
     """
-    d = _as_difficulty(difficulty, "difficulty")
+    d = as_difficulty(difficulty, "difficulty")
     if previous is None or alpha == 0:
         return d
     prev = np.asarray(previous, dtype=np.float64)
@@ -132,7 +133,7 @@ def soft_weights(difficulty, threshold: float, *, scheme: str = "linear") -> np.
     linear soft weighting): w = 1 − d/τ for d < τ, else 0 — easier samples weigh more. +inf → 0;
     a NaN or non-positive τ gives all zeros for ``linear``.
     """
-    d = _as_difficulty(difficulty, "difficulty")
+    d = as_difficulty(difficulty, "difficulty")
     if scheme == "hard":
         return (np.isfinite(d) & (d <= threshold)).astype(np.float64)
     if scheme == "linear":
