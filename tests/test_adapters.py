@@ -52,7 +52,9 @@ def _random_adapter(seed: int, r: int = 4) -> LoraAdapter:
 
 
 def _logits(model, tokenizer) -> torch.Tensor:
-    ids = tokenizer("Answer: 12 + 30 = 42", return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = tokenizer("Answer: 12 + 30 = 42", return_tensors="pt", add_special_tokens=False)[
+        "input_ids"
+    ]
     with torch.inference_mode():
         return model(input_ids=ids).logits
 
@@ -108,7 +110,11 @@ def test_apply_trainable_flag_and_unload_restores_base(tiny):
     # The adapter's tensors are copies: training the wrapped model cannot change the adapter object.
     with torch.no_grad():
         lora[0].add_(1.0)
-    assert not any(torch.equal(lora[0].detach(), t) for t in adapter.state_dict.values() if t.shape == lora[0].shape)
+    assert not any(
+        torch.equal(lora[0].detach(), t)
+        for t in adapter.state_dict.values()
+        if t.shape == lora[0].shape
+    )
 
 
 def test_adapter_for_another_architecture_is_rejected(tiny):
@@ -172,8 +178,13 @@ def test_dataset_versioned_two_saves_two_versions_latest_loaded(tmp_path):
     # Every version is a peft folder: <filepath>/<version>/adapter/{config,weights}
     for v in versions:
         assert (tmp_path / "adapter" / v / "adapter" / WEIGHTS_NAME).is_file()
-    assert _same(LoraAdapterDataset(filepath=str(tmp_path / "adapter"), version=Version(None, None)).load(), second)
-    pinned = LoraAdapterDataset(filepath=str(tmp_path / "adapter"), version=Version(versions[0], None))
+    assert _same(
+        LoraAdapterDataset(filepath=str(tmp_path / "adapter"), version=Version(None, None)).load(),
+        second,
+    )
+    pinned = LoraAdapterDataset(
+        filepath=str(tmp_path / "adapter"), version=Version(versions[0], None)
+    )
     assert _same(pinned.load(), first)
 
 

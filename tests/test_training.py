@@ -52,7 +52,9 @@ def round_1(tokenizer, samples):
     base = fresh_base(tokenizer)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     grads = {n: p.requires_grad for n, p in base.named_parameters()}
-    adapter, metrics = train_round(base, tokenizer, samples, seed=0, learning_rate=3e-2, epochs=3, **FAST)
+    adapter, metrics = train_round(
+        base, tokenizer, samples, seed=0, learning_rate=3e-2, epochs=3, **FAST
+    )
     return {"base": base, "before": before, "grads": grads, "adapter": adapter, "metrics": metrics}
 
 
@@ -61,7 +63,9 @@ def round_1(tokenizer, samples):
 # ---------------------------------------------------------------------------------------------
 def test_response_labels_mask_the_prompt_and_keep_the_eos(tokenizer, samples):
     (feature,) = build_features(tokenizer, samples.iloc[:1], system=SYSTEM)
-    ids, prompt_len, _ = encode_pair(tokenizer, samples.prompt[0], samples.response[0], system=SYSTEM)
+    ids, prompt_len, _ = encode_pair(
+        tokenizer, samples.prompt[0], samples.response[0], system=SYSTEM
+    )
     assert feature["input_ids"] == ids
     assert feature["labels"][:prompt_len] == [IGNORE_INDEX] * prompt_len
     assert feature["labels"][prompt_len:] == ids[prompt_len:]
@@ -76,7 +80,11 @@ def test_response_labels_mask_the_prompt_and_keep_the_eos(tokenizer, samples):
 
 
 def test_collator_pads_by_length_not_by_token_id(tokenizer, samples):
-    feats = build_features(tokenizer, samples.iloc[:2].assign(response=["1\nAnswer: 1", "2 + 2 = 4\nthen 4\nAnswer: 4"]), system=SYSTEM)
+    feats = build_features(
+        tokenizer,
+        samples.iloc[:2].assign(response=["1\nAnswer: 1", "2 + 2 = 4\nthen 4\nAnswer: 4"]),
+        system=SYSTEM,
+    )
     batch = PadCollator(tokenizer.pad_token_id)(feats)
     short, long_ = (0, 1) if len(feats[0]["input_ids"]) < len(feats[1]["input_ids"]) else (1, 0)
     n = len(feats[short]["input_ids"])
@@ -134,7 +142,10 @@ def test_base_model_is_left_as_it_was(round_1, tokenizer, samples):
     assert not base.training
     # The adapter applies the same way to the used base and to a freshly loaded one.
     ids = torch.tensor([encode_pair(tokenizer, "2 + 2 =", "4", system=SYSTEM)[0]])
-    on_used, on_fresh = round_1["adapter"].apply(base), round_1["adapter"].apply(fresh_base(tokenizer))
+    on_used, on_fresh = (
+        round_1["adapter"].apply(base),
+        round_1["adapter"].apply(fresh_base(tokenizer)),
+    )
     with torch.inference_mode():
         assert torch.equal(on_used(ids).logits, on_fresh(ids).logits)
     on_used.unload()
@@ -145,8 +156,14 @@ def test_round_2_starts_from_round_1_weights(round_1, tokenizer, samples):
     assert max(v.abs().max().item() for k, v in first.state_dict.items() if "lora_B" in k) > 1e-3
     # A vanishing learning rate leaves the weights where round 2 started: at round 1's output.
     second, metrics = train_round(
-        fresh_base(tokenizer), tokenizer, samples.iloc[:4], adapter=first, seed=5,
-        learning_rate=1e-12, warmup_ratio=0.0, **FAST,
+        fresh_base(tokenizer),
+        tokenizer,
+        samples.iloc[:4],
+        adapter=first,
+        seed=5,
+        learning_rate=1e-12,
+        warmup_ratio=0.0,
+        **FAST,
     )
     assert metrics["steps"] == 1
     assert second.state_dict.keys() == first.state_dict.keys()

@@ -62,9 +62,13 @@ class LoraAdapter:
 
     def __post_init__(self):
         if not isinstance(self.config, dict) or "r" not in self.config:
-            raise ValueError(f"LoraAdapter.config must be a LoRA config dict with 'r'; got {self.config!r:.200}")
+            raise ValueError(
+                f"LoraAdapter.config must be a LoRA config dict with 'r'; got {self.config!r:.200}"
+            )
         if not self.state_dict:
-            raise ValueError("LoraAdapter.state_dict is empty: an adapter needs its lora_A/lora_B tensors")
+            raise ValueError(
+                "LoraAdapter.state_dict is empty: an adapter needs its lora_A/lora_B tensors"
+            )
 
     @classmethod
     def from_peft(cls, peft_model, adapter_name: str = "default") -> LoraAdapter:
@@ -140,7 +144,9 @@ class LoraAdapter:
                 raise FileNotFoundError(f"LoRA adapter folder {directory} has no {name}")
         config = json.loads((directory / CONFIG_NAME).read_text())
         if str(config.get("peft_type", "LORA")).upper() != "LORA":
-            raise ValueError(f"{directory / CONFIG_NAME}: peft_type is {config['peft_type']!r}, expected 'LORA'")
+            raise ValueError(
+                f"{directory / CONFIG_NAME}: peft_type is {config['peft_type']!r}, expected 'LORA'"
+            )
         config = _jsonable_config(config)
         config["inference_mode"] = False
         return cls(config=config, state_dict=load_file(str(directory / WEIGHTS_NAME), device="cpu"))

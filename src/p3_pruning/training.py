@@ -68,15 +68,17 @@ def lora_config(model, lora: dict | None = None):
     for key, value in (lora or {}).items():
         key = _LORA_ALIASES.get(key, key)
         if key not in known:
-            raise ValueError(f"Unknown LoRA parameter {key!r}; expected r, alpha, dropout, target_modules or a LoraConfig field")
+            raise ValueError(
+                f"Unknown LoRA parameter {key!r}; expected r, alpha, dropout, target_modules or a LoraConfig field"
+            )
         opts[key] = value
     if not opts["target_modules"]:
         opts["target_modules"] = linear_target_modules(model)
     if int(opts["r"]) < 1:
         raise ValueError(f"LoRA r must be ≥ 1, got {opts['r']}")
-    opts["base_model_name_or_path"] = opts.get("base_model_name_or_path") or getattr(
-        model.config, "_name_or_path", None
-    ) or None
+    opts["base_model_name_or_path"] = (
+        opts.get("base_model_name_or_path") or getattr(model.config, "_name_or_path", None) or None
+    )
     return LoraConfig(task_type="CAUSAL_LM", **opts)
 
 
@@ -88,14 +90,18 @@ def _check_samples(samples: pd.DataFrame) -> None:
         raise TypeError(f"samples must be a pandas DataFrame, got {type(samples).__name__}")
     missing = [c for c in ("prompt", "response") if c not in samples.columns]
     if missing:
-        raise ValueError(f"samples table is missing column(s) {missing}; has {list(samples.columns)}")
+        raise ValueError(
+            f"samples table is missing column(s) {missing}; has {list(samples.columns)}"
+        )
     if samples.empty:
         raise ValueError("samples table is empty: nothing to train on")
     for col in ("prompt", "response"):
         bad = samples[col].map(lambda v: not isinstance(v, str) or not v)
         if bad.any():
             row = samples[bad].iloc[0]
-            raise ValueError(f"sample {row.get('sample_id', bad.idxmax())!r} has an empty or non-text {col}")
+            raise ValueError(
+                f"sample {row.get('sample_id', bad.idxmax())!r} has an empty or non-text {col}"
+            )
 
 
 def build_features(
@@ -117,9 +123,15 @@ def build_features(
     if max_length < 2:
         raise ValueError(f"max_length must be ≥ 2, got {max_length}")
     _check_samples(samples)
-    ids = samples["sample_id"] if "sample_id" in samples.columns else pd.Series(samples.index.astype(str))
+    ids = (
+        samples["sample_id"]
+        if "sample_id" in samples.columns
+        else pd.Series(samples.index.astype(str))
+    )
     features = []
-    for sample_id, prompt, response in zip(ids, samples["prompt"], samples["response"], strict=True):
+    for sample_id, prompt, response in zip(
+        ids, samples["prompt"], samples["response"], strict=True
+    ):
         input_ids, prompt_len, _ = encode_pair(tokenizer, prompt, response, system=system)
         labels = list(input_ids)
         if loss_on == "response":
@@ -199,9 +211,14 @@ def _load_4bit(model, tmpdir: str):
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=compute,
     )
-    model.save_pretrained(tmpdir, safe_serialization=True)  # the weights the caller holds, whatever their origin
+    model.save_pretrained(
+        tmpdir, safe_serialization=True
+    )  # the weights the caller holds, whatever their origin
     qmodel = AutoModelForCausalLM.from_pretrained(
-        tmpdir, quantization_config=quant, dtype=compute, device_map={"": torch.cuda.current_device()}
+        tmpdir,
+        quantization_config=quant,
+        dtype=compute,
+        device_map={"": torch.cuda.current_device()},
     )
     return prepare_model_for_kbit_training(qmodel, use_gradient_checkpointing=False)
 
@@ -285,8 +302,14 @@ def train_round(
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     if isinstance(model, PeftModel):
-        raise TypeError("train_round needs the plain base model; pass the previous adapter as `adapter=`")
-    for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("grad_accum", grad_accum, 1)):
+        raise TypeError(
+            "train_round needs the plain base model; pass the previous adapter as `adapter=`"
+        )
+    for name, value, low in (
+        ("epochs", epochs, 1),
+        ("batch_size", batch_size, 1),
+        ("grad_accum", grad_accum, 1),
+    ):
         if int(value) < low:
             raise ValueError(f"{name} must be ≥ {low}, got {value}")
     if not 0.0 <= warmup_ratio < 1.0:
@@ -294,19 +317,27 @@ def train_round(
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
 
-    features = build_features(tokenizer, samples, max_length=max_length, loss_on=loss_on, system=system)
+    features = build_features(
+        tokenizer, samples, max_length=max_length, loss_on=loss_on, system=system
+    )
     n_truncated = sum(f["truncated"] for f in features)
     kept = [f for f in features if n_target_tokens(f) > 0]
     skipped = [f["sample_id"] for f in features if n_target_tokens(f) == 0]
     if n_truncated:
-        log.warning("%d of %d samples were cut at max_length=%d", n_truncated, len(features), max_length)
+        log.warning(
+            "%d of %d samples were cut at max_length=%d", n_truncated, len(features), max_length
+        )
     if skipped:
         log.warning(
             "%d samples have no response token left within max_length=%d and are not trained on: %s",
-            len(skipped), max_length, skipped[:10],
+            len(skipped),
+            max_length,
+            skipped[:10],
         )
     if not kept:
-        raise ValueError(f"No sample has a response token within max_length={max_length}; raise max_length")
+        raise ValueError(
+            f"No sample has a response token within max_length={max_length}; raise max_length"
+        )
 
     device = next(model.parameters()).device
     use_cuda = device.type == "cuda"
@@ -323,7 +354,9 @@ def train_round(
         if qlora:
             reason = qlora_unavailable_reason()
             if reason:
-                warnings.warn(f"qlora=True ignored: {reason}. Training plain LoRA instead.", stacklevel=2)
+                warnings.warn(
+                    f"qlora=True ignored: {reason}. Training plain LoRA instead.", stacklevel=2
+                )
                 log.warning("qlora=True ignored: %s. Training plain LoRA instead.", reason)
             else:
                 train_model = _load_4bit(model, f"{tmp}/base-4bit")
@@ -367,7 +400,9 @@ def train_round(
                 model=peft_model,
                 args=args,
                 train_dataset=_Features(kept),
-                data_collator=PadCollator(tokenizer.pad_token_id, pad_to_multiple_of=8 if use_cuda else None),
+                data_collator=PadCollator(
+                    tokenizer.pad_token_id, pad_to_multiple_of=8 if use_cuda else None
+                ),
                 callbacks=[loss_log],
             )
             for cb in (PrinterCallback, ProgressCallback):
@@ -376,7 +411,9 @@ def train_round(
             result = trainer.train()
             seconds = time.perf_counter() - start
             trained = LoraAdapter.from_peft(peft_model)
-            trained.config["base_model_name_or_path"] = getattr(model.config, "_name_or_path", None) or None
+            trained.config["base_model_name_or_path"] = (
+                getattr(model.config, "_name_or_path", None) or None
+            )
             steps = int(trainer.state.global_step)
         finally:
             peft_model.unload()  # takes the LoRA layers out of the caller's base model
@@ -400,11 +437,17 @@ def train_round(
         "steps": steps,
         "seconds": float(seconds),
         "learning_rate": float(learning_rate),
-        "lora": {k: trained.config.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules")},
+        "lora": {
+            k: trained.config.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules")
+        },
     }
     log.info(
         "train_round: %d samples, %d tokens, %d steps, loss %.4f, %.1f s",
-        metrics["n_samples"], metrics["n_tokens"], steps, metrics["train_loss"], seconds,
+        metrics["n_samples"],
+        metrics["n_tokens"],
+        steps,
+        metrics["train_loss"],
+        seconds,
     )
     return trained, metrics
 

@@ -44,7 +44,9 @@ class LoraAdapterDataset(AbstractVersionedDataset[LoraAdapter, LoraAdapter]):
     ) -> None:
         protocol, path = get_protocol_and_path(filepath, version)
         self._protocol = protocol
-        self._fs = fsspec.filesystem(protocol, **(deepcopy(credentials) or {}), **(deepcopy(fs_args) or {}))
+        self._fs = fsspec.filesystem(
+            protocol, **(deepcopy(credentials) or {}), **(deepcopy(fs_args) or {})
+        )
         self.metadata = metadata
         super().__init__(
             filepath=PurePosixPath(path),
@@ -55,12 +57,16 @@ class LoraAdapterDataset(AbstractVersionedDataset[LoraAdapter, LoraAdapter]):
         )
 
     def _folder_complete(self, path: str) -> bool:
-        return self._fs.exists(f"{path}/{WEIGHTS_NAME}") and self._fs.exists(f"{path}/{CONFIG_NAME}")
+        return self._fs.exists(f"{path}/{WEIGHTS_NAME}") and self._fs.exists(
+            f"{path}/{CONFIG_NAME}"
+        )
 
     def _load(self) -> LoraAdapter:
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
         if not self._folder_complete(load_path):
-            raise DatasetError(f"No LoRA adapter at '{load_path}': expected {CONFIG_NAME} and {WEIGHTS_NAME}")
+            raise DatasetError(
+                f"No LoRA adapter at '{load_path}': expected {CONFIG_NAME} and {WEIGHTS_NAME}"
+            )
         if self._protocol == "file":
             return LoraAdapter.load(load_path)
         with tempfile.TemporaryDirectory(prefix="lora-load-") as tmp:
@@ -77,7 +83,10 @@ class LoraAdapterDataset(AbstractVersionedDataset[LoraAdapter, LoraAdapter]):
         with tempfile.TemporaryDirectory(prefix="lora-save-") as tmp:
             data.save(tmp)
             self._fs.makedirs(save_path, exist_ok=True)
-            for name in (CONFIG_NAME, WEIGHTS_NAME):  # weights last: their presence marks a complete folder
+            for name in (
+                CONFIG_NAME,
+                WEIGHTS_NAME,
+            ):  # weights last: their presence marks a complete folder
                 self._fs.put(str(Path(tmp) / name), f"{save_path}/{name}")
         self._invalidate_cache()
 

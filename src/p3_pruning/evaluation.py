@@ -1,0 +1,340 @@
+"""Evaluation: batched greedy generation + graders (accuracy tables), and cheap forward-only metrics.
+
+Kedro-free.
+- ``generate(model, tokenizer, samples) -> list[str]``: greedy, chat template, left padding, stops at eos or
+  once a complete final-answer line is written.
+- ``evaluate_generation(model, tokenizer, samples) -> (per_sample, summary)``.
+- ``cheap_eval(model, tokenizer, samples) -> dict``: response NLL / perplexity and mean P3 difficulty.
+- ``grade(source, response, sample) -> float``: see ``p3_pruning.graders``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from p3_pruning.chat import DEFAULT_SYSTEM, prompt_text
+from p3_pruning.graders import Grade, answer_end, apps_strict, grade, grade_detail  # noqa: F401 (public)
+
+log = logging.getLogger(__name__)
+
+
+def _progress(iterable, *, enabled: bool, **kwargs):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **kwargs)
+
+
+def _model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+# ----------------------------------------------------------------------------------------------
+# Generation
+# ----------------------------------------------------------------------------------------------
+class AnswerStop:
+    """Per-sequence stopping criterion: a row is done once its new text holds a complete final answer
+    (``Answer: ...\\n``, ``#### ...\\n`` or a closed ``\\boxed{}``). Returns a (batch,) bool tensor."""
+
+    def __init__(self, tokenizer, prompt_width: int):
+        self.tokenizer = tokenizer
+        self.prompt_width = prompt_width
+        self.done: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        last = self.tokenizer.batch_decode(input_ids[:, -1:])
+        for i, piece in enumerate(last):
+            # An answer can only become complete on a token holding a newline or a closing brace.
+            if self.done[i] or ("\n" not in piece and "}" not in piece):
+                continue
+            text = self.tokenizer.decode(
+                input_ids[i, self.prompt_width :], skip_special_tokens=True
+            )
+            if answer_end(text) is not None:
+                self.done[i] = True
+        return self.done.clone()
+
+
+def _check_prompts(samples: pd.DataFrame, columns=("prompt",)) -> None:
+    if not isinstance(samples, pd.DataFrame):
+        raise TypeError(f"samples must be a pandas DataFrame, got {type(samples).__name__}")
+    missing = [c for c in columns if c not in samples.columns]
+    if missing:
+        raise ValueError(
+            f"samples table is missing column(s) {missing}; has {list(samples.columns)}"
+        )
+
+
+def generate(
+    model,
+    tokenizer,
+    samples: pd.DataFrame,
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 16,
+    system: str | None = DEFAULT_SYSTEM,
+    stop_at_answer: bool = True,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy responses to ``samples["prompt"]``, in row order.
+
+    Prompts are chat-formatted by ``chat.prompt_text``, sorted by length and left-padded in batches of
+    ``batch_size``. A row stops at eos, after ``max_new_tokens``, or (``stop_at_answer``) once its final
+    answer line is complete; the text is cut right after that answer.
+    """
+    from transformers import GenerationConfig, StoppingCriteriaList
+
+    _check_prompts(samples)
+    if max_new_tokens < 1 or batch_size < 1:
+        raise ValueError(
+            f"max_new_tokens and batch_size must be ≥ 1, got {max_new_tokens}, {batch_size}"
+        )
+    if len(samples) == 0:
+        return []
+    texts = [prompt_text(tokenizer, p, system=system) for p in samples["prompt"]]
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    device = _model_device(model)
+    eos = tokenizer.eos_token_id
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        eos_token_id=eos,
+    )
+    out: list[str | None] = [None] * len(texts)
+    padding_side, was_training = tokenizer.padding_side, model.training
+    tokenizer.padding_side = "left"
+    model.eval()
+    try:
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in _progress(batches, enabled=progress, desc="generate", unit="batch"):
+            enc = tokenizer(
+                [texts[i] for i in batch],
+                add_special_tokens=False,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
+            width = enc["input_ids"].shape[1]
+            stops = StoppingCriteriaList([AnswerStop(tokenizer, width)]) if stop_at_answer else None
+            with torch.inference_mode():
+                generated = model.generate(**enc, generation_config=config, stopping_criteria=stops)
+            for row, i in enumerate(batch):
+                text = tokenizer.decode(generated[row, width:], skip_special_tokens=True)
+                if stop_at_answer:
+                    end = answer_end(text)
+                    text = text[:end] if end is not None else text
+                out[i] = text.strip()
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------------------------
+# Accuracy tables
+# ----------------------------------------------------------------------------------------------
+def _column(samples: pd.DataFrame, name: str) -> list:
+    return list(samples[name]) if name in samples.columns else [None] * len(samples)
+
+
+def summarize(per_sample: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy overall, per source, per level and per (source, level).
+
+    per_sample: columns ``source``, ``level``, ``score``, ``correct``. Returns columns ``scope``
+    (all / source / level / source_level), ``source``, ``level``, ``n``, ``accuracy`` (mean of correct),
+    ``mean_score`` (mean score; APPS test-case accuracy), ``stderr`` (binomial standard error of accuracy).
+    """
+    frame = per_sample.assign(
+        level=per_sample["level"].astype("object").where(per_sample["level"].notna(), None)
+    )
+    rows = []
+
+    def add(scope, source, level, part):
+        n = len(part)
+        acc = float(part["correct"].mean()) if n else float("nan")
+        rows.append(
+            {
+                "scope": scope,
+                "source": source,
+                "level": level,
+                "n": n,
+                "accuracy": acc,
+                "mean_score": float(part["score"].mean()) if n else float("nan"),
+                "stderr": math.sqrt(acc * (1 - acc) / n) if n else float("nan"),
+            }
+        )
+
+    add("all", None, None, frame)
+    for source, part in frame.groupby("source", sort=True):
+        add("source", source, None, part)
+    with_level = frame[frame["level"].notna()]
+    for level, part in with_level.groupby("level", sort=True):
+        add("level", None, level, part)
+    for (source, level), part in with_level.groupby(["source", "level"], sort=True):
+        add("source_level", source, level, part)
+    return pd.DataFrame(
+        rows, columns=["scope", "source", "level", "n", "accuracy", "mean_score", "stderr"]
+    )
+
+
+def evaluate_generation(
+    model,
+    tokenizer,
+    samples: pd.DataFrame,
+    *,
+    max_new_tokens: int = 256,
+    batch_size: int = 16,
+    system: str | None = DEFAULT_SYSTEM,
+    stop_at_answer: bool = True,
+    grade_options: dict | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Generate for every sample, grade it, and tabulate.
+
+    Returns ``per_sample`` (sample_id, source, level, response, extracted, score, correct) in the input's
+    row order and ``summary`` (see :func:`summarize`). ``grade_options`` reach the APPS sandbox.
+    """
+    _check_prompts(samples, ("sample_id", "source", "prompt"))
+    responses = generate(
+        model,
+        tokenizer,
+        samples,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        system=system,
+        stop_at_answer=stop_at_answer,
+        progress=progress,
+    )
+    grades: list[Grade] = []
+    records = samples.to_dict("records")
+    for record, response in zip(
+        _progress(records, enabled=progress and len(records) > 50, desc="grade"),
+        responses,
+        strict=True,
+    ):
+        grades.append(grade_detail(record["source"], response, record, **(grade_options or {})))
+    per_sample = pd.DataFrame(
+        {
+            "sample_id": samples["sample_id"].astype(str).to_list(),
+            "source": samples["source"].astype(str).to_list(),
+            "level": _column(samples, "level"),
+            "response": responses,
+            "extracted": [g.extracted for g in grades],
+            "score": [float(g.score) for g in grades],
+            "correct": [bool(g.correct) for g in grades],
+        }
+    )
+    return per_sample, summarize(per_sample)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cheap per-round metrics
+# ----------------------------------------------------------------------------------------------
+def response_nll(
+    model,
+    tokenizer,
+    samples: pd.DataFrame,
+    *,
+    batch_size: int = 8,
+    max_length: int = 512,
+    system: str | None = DEFAULT_SYSTEM,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher-forced NLL summed over each sample's response tokens (end-of-turn included).
+
+    Returns ``(nll_sum, n_tokens)``: (n,) float64 and (n,) int64, in row order. Forward only, batched by
+    length; the cross-entropy is taken at response positions only (no B×T×V log-softmax kept).
+    """
+    from p3_pruning.training import IGNORE_INDEX, PadCollator, build_features
+
+    features = build_features(
+        tokenizer, samples, max_length=max_length, loss_on="response", system=system
+    )
+    order = np.argsort([-len(f["input_ids"]) for f in features], kind="stable")
+    collate = PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    device = _model_device(model)
+    nll_sum = np.zeros(len(features), dtype=np.float64)
+    n_tokens = np.zeros(len(features), dtype=np.int64)
+    was_training = model.training
+    model.eval()
+    try:
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        for batch in _progress(batches, enabled=progress, desc="nll", unit="batch"):
+            enc = collate([features[i] for i in batch])
+            with torch.inference_mode():
+                logits = model(
+                    input_ids=enc["input_ids"].to(device),
+                    attention_mask=enc["attention_mask"].to(device),
+                ).logits
+            targets = enc["labels"][:, 1:].to(device)
+            mask = targets != IGNORE_INDEX
+            token_nll = F.cross_entropy(
+                logits[:, :-1][mask].float(), targets[mask], reduction="none"
+            )
+            rows = mask.nonzero()[:, 0]
+            per_row = torch.zeros(len(batch), dtype=torch.float64, device=device)
+            per_row.index_add_(0, rows, token_nll.double())
+            nll_sum[batch] = per_row.cpu().numpy()
+            n_tokens[batch] = mask.sum(dim=1).cpu().numpy()
+    finally:
+        model.train(was_training)
+    return nll_sum, n_tokens
+
+
+def cheap_eval(
+    model,
+    tokenizer,
+    samples: pd.DataFrame,
+    *,
+    batch_size: int = 8,
+    max_length: int = 512,
+    system: str | None = DEFAULT_SYSTEM,
+    difficulty: bool = True,
+    scoring_options: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Forward-only metrics of the current model (base + adapter) on the eval set.
+
+    Returns ``nll`` (mean NLL per response token), ``perplexity`` (exp of it), ``n_samples``, ``n_tokens``
+    and, when ``difficulty``, ``difficulty`` (mean finite P3 difficulty from ``scoring.score_samples``),
+    ``difficulty_median`` and ``n_failed`` (samples scored +inf).
+    """
+    nll_sum, n_tokens = response_nll(
+        model,
+        tokenizer,
+        samples,
+        batch_size=batch_size,
+        max_length=max_length,
+        system=system,
+        progress=progress,
+    )
+    total = int(n_tokens.sum())
+    nll = float(nll_sum.sum() / total) if total else float("nan")
+    metrics = {
+        "nll": nll,
+        "perplexity": float(math.exp(nll)) if total else float("nan"),
+        "n_samples": int(len(samples)),
+        "n_tokens": total,
+    }
+    if difficulty:
+        from p3_pruning.scoring import score_samples
+
+        options = {"system": system, "progress": progress, **(scoring_options or {})}
+        scores, _ = score_samples(model, tokenizer, samples, **options)
+        d = np.asarray(scores["difficulty"], dtype=np.float64)
+        finite = d[np.isfinite(d)]
+        metrics["difficulty"] = float(finite.mean()) if finite.size else float("nan")
+        metrics["difficulty_median"] = float(np.median(finite)) if finite.size else float("nan")
+        metrics["n_failed"] = int((~np.isfinite(d)).sum())
+    return metrics

@@ -1,0 +1,383 @@
+"""Graders: did a model response get the sample right?
+
+Kedro-free. ``grade(source, response, sample) -> float`` (1.0 / 0.0; APPS: fraction of tests passed) and
+``grade_detail(...) -> Grade`` with the extracted answer and strict correctness. ``sample`` is a dict-like
+row of the samples table (``answer``, ``tests``, ``meta``, ``response`` = the reference solution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import re
+import threading
+from fractions import Fraction
+from typing import Any
+
+# A final-answer line: "Answer: 42", "**Final answer:** 42", "## Answer: 42".
+ANSWER_LINE = re.compile(r"(?im)^[ \t>*#_]*(?:final[ \t]+)?answer[ \t*_]*:[ \t*_]*(\S[^\n]*)$")
+GSM_MARKER = re.compile(r"(?m)####[ \t]*(\S[^\n]*)$")
+# Integers with or without thousands separators, decimals, simple fractions; a minus sign only where it
+# cannot be a subtraction ("10-4" holds 10 and 4, not −4).
+_NUMBER = re.compile(
+    r"(?:(?<![\w)\]])[-−])?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?|(?:(?<![\w)\]])[-−])?\.\d+"
+)
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+
+
+@dataclasses.dataclass
+class Grade:
+    """score: 1.0/0.0 (APPS: fraction of tests passed). correct: strict success (APPS: every test passed).
+    extracted: the final answer (or code) taken from the response; None when none was found."""
+
+    score: float
+    correct: bool
+    extracted: str | None
+    detail: dict = dataclasses.field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# Extraction
+# ----------------------------------------------------------------------------------------------
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces included; ``\\boxed 5`` too."""
+    if not text:
+        return None
+    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
+    if start < 0:
+        return None
+    i = start + (len("\\boxed") if text.startswith("\\boxed", start) else len("\\fbox"))
+    if i < len(text) and text[i] == " ":  # "\boxed 5"
+        m = re.match(r" +([^\s$]+)", text[i:])
+        return m.group(1) if m else None
+    if i >= len(text) or text[i] != "{":
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{" and text[j - 1] != "\\":
+            depth += 1
+        elif text[j] == "}" and text[j - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+    return None  # unclosed
+
+
+def boxed_end(text: str) -> int | None:
+    """Index just after the first complete ``\\boxed{...}`` in ``text`` (None if there is none yet)."""
+    for m in re.finditer(r"\\(?:boxed|fbox)\{", text):
+        depth = 0
+        for j in range(m.end() - 1, len(text)):
+            if text[j] == "{" and text[j - 1] != "\\":
+                depth += 1
+            elif text[j] == "}" and text[j - 1] != "\\":
+                depth -= 1
+                if depth == 0:
+                    return j + 1
+    return None
+
+
+def answer_end(text: str) -> int | None:
+    """Index just after the first complete final answer: an ``Answer: ...`` or ``#### ...`` line ended by a
+    newline, or a closed ``\\boxed{}``. Generation stops there."""
+    ends = []
+    for pattern in (ANSWER_LINE, GSM_MARKER):
+        for m in pattern.finditer(text):
+            if m.end() < len(text) and text[m.end()] == "\n":
+                ends.append(m.end() + 1)
+                break
+    box = boxed_end(text)
+    if box is not None:
+        ends.append(box)
+    return min(ends) if ends else None
+
+
+def _clean_answer(s: str) -> str:
+    """Drop markdown emphasis, surrounding ``$`` and a trailing period, in any nesting order."""
+    previous = None
+    while s != previous:
+        previous = s
+        s = s.strip().strip("*_`").strip().rstrip(".")
+        if len(s) > 1 and s.startswith("$") and s.endswith("$"):
+            s = s[1:-1]
+    return s
+
+
+def answer_line(text: str) -> str | None:
+    """The last ``Answer: ...`` line's content (markdown and a trailing period removed)."""
+    found = ANSWER_LINE.findall(text or "")
+    return _clean_answer(found[-1]) if found else None
+
+
+def gsm_marker(text: str) -> str | None:
+    """What follows the last ``####``."""
+    found = GSM_MARKER.findall(text or "")
+    return _clean_answer(found[-1]) if found else None
+
+
+def numbers(text: str) -> list[str]:
+    """Every number in ``text`` as written (``1,000``, ``-3.5``, ``3/4``)."""
+    return _NUMBER.findall(text or "")
+
+
+def to_number(text: str | None) -> Fraction | None:
+    """The first number in ``text`` as an exact fraction: ``"$1,000.00 dollars"`` → 1000, ``"3/4"`` → 3/4."""
+    if text is None:
+        return None
+    found = numbers(str(text))
+    if not found:
+        return None
+    raw = found[0].replace(",", "").replace("−", "-")
+    try:
+        return Fraction(raw)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def final_number(text: str) -> Fraction | None:
+    """The response's final number: ``####`` line, else ``Answer:`` line, else the last number in the text."""
+    for extracted in (gsm_marker(text), answer_line(text)):
+        value = to_number(extracted)
+        if value is not None:
+            return value
+    found = numbers(text)
+    return to_number(found[-1]) if found else None
+
+
+def extract_code(response: str) -> str:
+    """Python code in a response: the longest ```python fenced block, else the longest fenced block,
+    else the whole response."""
+    blocks = re.findall(
+        r"```[ \t]*(python3?|py)[ \t]*\n(.*?)(?:```|\Z)", response or "", flags=re.S | re.I
+    )
+    if blocks:
+        return max((b[1] for b in blocks), key=len)
+    blocks = re.findall(r"```[^\n]*\n(.*?)(?:```|\Z)", response or "", flags=re.S)
+    if blocks:
+        return max(blocks, key=len)
+    return response or ""
+
+
+def normalize_text(s: str) -> str:
+    """Lower-case, ``\\text{}``/``$``/markdown/punctuation-at-the-ends removed, spaces collapsed."""
+    s = re.sub(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}", r"\1", str(s))
+    s = s.replace("$", "").replace("**", "").strip().lower()
+    s = re.sub(r"\s+", " ", s)
+    return s.strip(" .,;:!?\"'()[]")
+
+
+# ----------------------------------------------------------------------------------------------
+# Graders per source
+# ----------------------------------------------------------------------------------------------
+def _field(sample, key: str, default=None):
+    try:
+        value = sample[key]
+    except (KeyError, IndexError, TypeError):
+        return default
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return default
+    try:
+        import pandas as pd
+
+        if value is pd.NA:
+            return default
+    except ImportError:  # pragma: no cover
+        pass
+    return value
+
+
+def _sample_name(sample) -> str:
+    return repr(_field(sample, "sample_id", "<no sample_id>"))
+
+
+def grade_gsm8k(response: str, sample) -> Grade:
+    """Final number equality (commas, ``$``, units, trailing text and ``.0`` do not matter)."""
+    gold_text = _field(sample, "answer")
+    gold = (
+        to_number(gold_text)
+        if gold_text is not None
+        else final_number(_field(sample, "response", ""))
+    )
+    if gold is None:
+        raise ValueError(
+            f"GSM8K sample {_sample_name(sample)} has no numeric gold answer (answer={gold_text!r})"
+        )
+    pred = final_number(response or "")
+    ok = pred is not None and pred == gold
+    return Grade(float(ok), ok, None if pred is None else _fraction_text(pred))
+
+
+def _fraction_text(x: Fraction) -> str:
+    return str(x.numerator) if x.denominator == 1 else str(x)
+
+
+def _math_verify_timeout() -> int | None:
+    # math-verify's timeout uses SIGALRM, which only works in the main thread.
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+def math_equal(gold: str, pred: str) -> bool:
+    """Equivalence of two LaTeX answers through math-verify; normalised string equality as a fallback."""
+    from math_verify import parse, verify
+
+    timeout = _math_verify_timeout()
+    try:
+        gold_parsed = parse(f"${gold}$", parsing_timeout=timeout)
+        pred_parsed = parse(f"${pred}$", parsing_timeout=timeout)
+        if (
+            gold_parsed
+            and pred_parsed
+            and verify(gold_parsed, pred_parsed, timeout_seconds=timeout)
+        ):
+            return True
+    except Exception:  # noqa: BLE001 - a malformed model answer is just wrong
+        pass
+    return normalize_text(gold) == normalize_text(pred)
+
+
+def grade_math(response: str, sample) -> Grade:
+    """Last ``\\boxed{}`` of the response (else its ``Answer:`` line) against the gold answer, by math-verify."""
+    gold = _field(sample, "answer") or last_boxed(_field(sample, "response", ""))
+    if not gold:
+        raise ValueError(
+            f"MATH sample {_sample_name(sample)} has no gold answer (no answer, no \\boxed{{}})"
+        )
+    pred = last_boxed(response or "") or answer_line(response or "")
+    ok = bool(pred) and math_equal(str(gold), pred)
+    return Grade(float(ok), ok, pred)
+
+
+@functools.cache
+def _score_fn(task: str):
+    import reasoning_gym
+
+    return reasoning_gym.get_score_answer_fn(task)
+
+
+def _meta(sample) -> dict:
+    meta = _field(sample, "meta", {})
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta) if meta.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"sample {_sample_name(sample)}: meta is not valid JSON ({exc})"
+            ) from exc
+    return dict(meta)
+
+
+def grade_reasoning_gym(response: str, sample, task: str | None = None) -> Grade:
+    """The task's own ``score_answer`` on the final answer (``Answer:`` line, else the last number).
+    Exact only: its partial credit (e.g. 0.5 for "0" vs "10") counts as wrong."""
+    meta = _meta(sample)
+    task = task or meta.get("task")
+    entry = meta.get("entry")
+    if not task or not isinstance(entry, dict):
+        raise ValueError(
+            f"reasoning-gym sample {_sample_name(sample)} needs meta.task and meta.entry"
+        )
+    pred = answer_line(response or "")
+    if pred is None:
+        found = numbers(response or "")
+        pred = found[-1].replace(",", "") if found else None
+    raw = float(_score_fn(task)(pred, entry)) if pred is not None else 0.0
+    ok = raw >= 0.999
+    return Grade(float(ok), ok, pred, {"raw_score": raw})
+
+
+def _tests(sample) -> dict:
+    tests = _field(sample, "tests")
+    if isinstance(tests, str):
+        try:
+            tests = json.loads(tests)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"APPS sample {_sample_name(sample)}: tests is not valid JSON ({exc})"
+            ) from exc
+    if not isinstance(tests, dict) or not tests.get("inputs"):
+        raise ValueError(
+            f"APPS sample {_sample_name(sample)} has no test cases (tests={str(tests)[:80]!r})"
+        )
+    if len(tests["inputs"]) != len(tests.get("outputs", [])):
+        raise ValueError(
+            f"APPS sample {_sample_name(sample)}: {len(tests['inputs'])} inputs but "
+            f"{len(tests.get('outputs', []))} outputs"
+        )
+    return tests
+
+
+def grade_apps(response: str, sample, *, timeout_s: float = 4.0, memory_mb: int = 512) -> Grade:
+    """Code from the response run on the sample's test cases in the sandbox. score = fraction passed,
+    correct = all passed (strict accuracy)."""
+    from p3_pruning.sandbox import run_test_cases
+
+    tests = _tests(sample)
+    code = extract_code(response or "")
+    results = run_test_cases(code, tests, timeout_s=timeout_s, memory_mb=memory_mb)
+    passed = sum(bool(r.passed) for r in results)
+    total = len(tests["inputs"])
+    statuses = [str(getattr(r, "status", "")) for r in results]
+    return Grade(
+        passed / total,
+        passed == total,
+        code,
+        {"passed": passed, "total": total, "statuses": statuses},
+    )
+
+
+def grade_generic(response: str, sample) -> Grade:
+    """Numeric equality when both sides are numbers, else normalised exact match, on the final answer."""
+    gold = _field(sample, "answer")
+    if gold is None:
+        raise ValueError(
+            f"sample {_sample_name(sample)} (source {_field(sample, 'source')!r}) has no answer to grade against"
+        )
+    text = response or ""
+    pred = answer_line(text) or gsm_marker(text) or last_boxed(text)
+    if pred is None:
+        lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+        pred = lines[-1].strip() if lines else None
+    if pred is None:
+        return Grade(0.0, False, None)
+    gold_num, pred_num = _whole_number(str(gold)), _whole_number(pred)
+    if gold_num is not None and pred_num is not None:
+        ok = gold_num == pred_num
+    else:
+        ok = normalize_text(gold) == normalize_text(pred)
+    return Grade(float(ok), ok, pred)
+
+
+def _whole_number(s: str) -> Fraction | None:
+    """``s`` read as one number (``"1,000"``, ``"$5"``, ``"12 apples"``) or None when it is not just a number."""
+    s = normalize_text(s).lstrip("$")
+    found = numbers(s)
+    if len(found) != 1 or not s.startswith(found[0]):
+        return None
+    return to_number(found[0])
+
+
+def grade_detail(source: str, response: str, sample: Any, **options) -> Grade:
+    """Grade ``response`` for ``sample`` by its ``source``; ``options`` reach the APPS sandbox
+    (``timeout_s``, ``memory_mb``)."""
+    source = str(source or "")
+    if source == "gsm8k":
+        return grade_gsm8k(response, sample)
+    if source == "math" or source.startswith("math/"):
+        return grade_math(response, sample)
+    if source.startswith("reasoning_gym/"):
+        return grade_reasoning_gym(response, sample, task=source.split("/", 1)[1])
+    if source == "apps" or source.startswith("apps/"):
+        return grade_apps(response, sample, **options)
+    return grade_generic(response, sample)
+
+
+def grade(source: str, response: str, sample: Any, **options) -> float:
+    """1.0 correct / 0.0 wrong (APPS: fraction of test cases passed)."""
+    return grade_detail(source, response, sample, **options).score
+
+
+def apps_strict(response: str, sample: Any, **options) -> float:
+    """APPS strict accuracy: 1.0 when every test case passes."""
+    return float(grade_apps(response, sample, **options).correct)

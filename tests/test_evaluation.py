@@ -1,0 +1,226 @@
+"""Generation (left padding, stop at the answer), accuracy tables and the cheap forward-only metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from p3_pruning.evaluation import (
+    AnswerStop,
+    cheap_eval,
+    evaluate_generation,
+    generate,
+    response_nll,
+    summarize,
+)
+from p3_pruning.models import load_model, tiny_model
+from p3_pruning.training import build_features
+
+torch.set_num_threads(2)
+SYSTEM = "Be brief."
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("tiny-random", seed=0)
+
+
+def echo_model(tokenizer, text: str):
+    """A model whose greedy output after the prompt's final newline is ``text`` repeated forever.
+
+    Attention and MLP outputs are zeroed, so the next token depends on the current token only:
+    token k of the cycle is embedded as basis vector k, and the head maps basis vector k to token k+1.
+    """
+    cycle = tokenizer(text, add_special_tokens=False)["input_ids"]
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    assert cycle[-1] == newline[-1] and len(set(cycle)) == len(cycle)
+    model = tiny_model(tokenizer, seed=0)
+    d, vocab = model.config.hidden_size, model.config.vocab_size
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        head = torch.zeros(vocab, d)
+        embed = model.model.embed_tokens.weight
+        for k, tok in enumerate(cycle):
+            embed[tok] = 0.0
+            embed[tok, k] = 1.0
+            head[cycle[(k + 1) % len(cycle)], k] = 10.0
+    model.lm_head = torch.nn.Linear(d, vocab, bias=False)
+    model.lm_head.weight = torch.nn.Parameter(head)
+    model.config.tie_word_embeddings = False
+    return model.eval()
+
+
+def _samples(n: int, **cols) -> pd.DataFrame:
+    prompts = [
+        "What is 3 + 4?",
+        "Add 2 and 6, then tell me the total please.",
+        "1 + 1?",
+        "Compute 12 + 30 + 5 now.",
+    ]
+    return pd.DataFrame({"sample_id": [f"e{i}" for i in range(n)], "prompt": prompts[:n], **cols})
+
+
+def untied_model(tokenizer):
+    """The tiny model with its own random output head: unlike the tied one (which repeats its input
+    token), its greedy continuation depends on the whole context."""
+    model = tiny_model(tokenizer, seed=0)
+    gen = torch.Generator().manual_seed(1)
+    model.lm_head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=False)
+    model.lm_head.weight = torch.nn.Parameter(
+        torch.randn(model.config.vocab_size, model.config.hidden_size, generator=gen)
+    )
+    model.config.tie_word_embeddings = False
+    return model.eval()
+
+
+def test_left_padded_batches_match_one_by_one(tiny):
+    tokenizer = tiny[1]
+    model = untied_model(tokenizer)
+    samples = _samples(4)
+    opts = dict(max_new_tokens=6, system=SYSTEM, stop_at_answer=False, progress=False)
+    batched = generate(model, tokenizer, samples, batch_size=4, **opts)
+    single = generate(model, tokenizer, samples, batch_size=1, **opts)
+    assert batched == single
+    assert len(set(batched)) == 4  # outputs depend on the (differently padded) prompts
+    assert tokenizer.padding_side == "right" and not model.training
+
+
+def test_generation_stops_at_the_answer_line(tiny):
+    tokenizer = tiny[1]
+    model = echo_model(tokenizer, "Answer: 7\n")
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    samples = _samples(2)
+    try:
+        stopped = generate(
+            model, tokenizer, samples, max_new_tokens=20, system=SYSTEM, progress=False
+        )
+        n_stopped = len(calls)
+        calls.clear()
+        free = generate(
+            model,
+            tokenizer,
+            samples,
+            max_new_tokens=20,
+            system=SYSTEM,
+            stop_at_answer=False,
+            progress=False,
+        )
+    finally:
+        hook.remove()
+    assert stopped == ["Answer: 7", "Answer: 7"]
+    assert n_stopped == 5  # "Answer", ":", " ", "7", "\n"
+    assert len(calls) == 20 and free[0].startswith("Answer: 7\nAnswer: 7\nAnswer")
+
+
+def test_stop_criterion_is_per_sequence(tiny):
+    tokenizer = tiny[1]
+    rows = [
+        tokenizer("Q\nAnswer: 5\n", add_special_tokens=False)["input_ids"],
+        tokenizer("Q\nstep 1\nstep", add_special_tokens=False)["input_ids"],
+    ]
+    width = max(map(len, rows))
+    ids = torch.full((2, width), tokenizer.pad_token_id)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r)  # left padded, as in generation
+    prompt = len(tokenizer("Q\n", add_special_tokens=False)["input_ids"])
+    stop = AnswerStop(tokenizer, prompt_width=width - len(rows[0]) + prompt)
+    assert stop(ids, None).tolist() == [True, False]
+
+
+def test_evaluate_generation_tables(tiny):
+    tokenizer = tiny[1]
+    model = echo_model(tokenizer, "Answer: 7\n")
+
+    def rg(answer):
+        return json.dumps(
+            {"task": "chain_sum", "entry": {"question": "?", "answer": answer, "metadata": {}}}
+        )
+
+    samples = _samples(
+        4,
+        source=["reasoning_gym/chain_sum", "reasoning_gym/chain_sum", "gsm8k", "gsm8k"],
+        level=["L1", "L2", "L1", None],
+        answer=["7", "8", "7", "70"],
+        meta=[rg("7"), rg("8"), "{}", "{}"],
+    )
+    per_sample, summary = evaluate_generation(
+        model, tokenizer, samples, max_new_tokens=12, system=SYSTEM, progress=False
+    )
+    assert per_sample["sample_id"].tolist() == ["e0", "e1", "e2", "e3"]
+    assert per_sample["correct"].tolist() == [True, False, True, False]
+    assert per_sample["response"].tolist() == ["Answer: 7"] * 4
+    by = {(r.scope, _none(r.source), _none(r.level)): r for r in summary.itertuples()}
+    assert by[("all", None, None)].n == 4 and by[("all", None, None)].accuracy == 0.5
+    assert by[("source", "gsm8k", None)].accuracy == 0.5
+    assert by[("level", None, "L1")].n == 2 and by[("level", None, "L1")].accuracy == 1.0
+    assert by[("source_level", "reasoning_gym/chain_sum", "L2")].accuracy == 0.0
+    assert by[("all", None, None)].stderr == pytest.approx(0.25)
+
+
+def _none(x):
+    return None if pd.isna(x) else x
+
+
+def test_summarize_counts_each_sample_once():
+    per = pd.DataFrame(
+        {
+            "source": ["a", "a", "b"],
+            "level": ["1", None, "1"],
+            "score": [1.0, 0.5, 0.0],
+            "correct": [True, False, False],
+        }
+    )
+    s = summarize(per)
+    assert s[s.scope == "source"]["n"].sum() == 3
+    assert s[s.scope == "level"]["n"].sum() == 2  # rows without a level are not in a level group
+    assert s[s.scope == "all"]["mean_score"].item() == pytest.approx(0.5)
+
+
+def test_response_nll_matches_the_model_loss_and_ignores_batching(tiny):
+    model, tokenizer = tiny
+    samples = _samples(3, response=["7", "2 + 6 = 8\nAnswer: 8", "Answer: 2"])
+    nll, n = response_nll(model, tokenizer, samples, batch_size=3, system=SYSTEM, progress=False)
+    nll_one, n_one = response_nll(
+        model, tokenizer, samples, batch_size=1, system=SYSTEM, progress=False
+    )
+    np.testing.assert_allclose(nll, nll_one, rtol=1e-5)
+    assert (n == n_one).all()
+    for i, f in enumerate(build_features(tokenizer, samples, system=SYSTEM)):
+        with torch.inference_mode():
+            loss = model(
+                input_ids=torch.tensor([f["input_ids"]]), labels=torch.tensor([f["labels"]])
+            ).loss
+        assert nll[i] / n[i] == pytest.approx(loss.item(), rel=1e-5)
+    assert n[0] == 2  # "7" + end-of-turn
+
+
+def test_cheap_eval(tiny):
+    model, tokenizer = tiny
+    samples = _samples(3, response=["7", "2 + 6 = 8\nAnswer: 8", "Answer: 2"])
+    m = cheap_eval(model, tokenizer, samples, system=SYSTEM, difficulty=False, progress=False)
+    nll, n = response_nll(model, tokenizer, samples, system=SYSTEM, progress=False)
+    assert m["nll"] == pytest.approx(nll.sum() / n.sum())
+    assert m["perplexity"] == pytest.approx(np.exp(m["nll"]))
+    assert (m["n_samples"], m["n_tokens"]) == (3, int(n.sum()))
+    assert "difficulty" not in m
+
+
+def test_cheap_eval_difficulty(tiny):
+    try:
+        from p3_pruning.scoring import score_samples
+    except ImportError as exc:  # pragma: no cover - the scoring module is written in parallel
+        pytest.skip(f"p3_pruning.scoring.score_samples not available yet: {exc}")
+    model, tokenizer = tiny
+    samples = _samples(3, response=["7", "2 + 6 = 8\nAnswer: 8", "Answer: 2"])
+    m = cheap_eval(model, tokenizer, samples, system=SYSTEM, progress=False)
+    scores, _ = score_samples(model, tokenizer, samples, system=SYSTEM, progress=False)
+    assert 0.0 <= m["difficulty"] <= 1.0
+    assert m["difficulty"] == pytest.approx(float(np.mean(scores["difficulty"])))
+    assert m["n_failed"] == 0
