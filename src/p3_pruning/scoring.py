@@ -1,0 +1,515 @@
+"""Policy-driven difficulty (P3 step 1): every action probability of a sample from ONE forward pass.
+
+For a sample with prompt x and reference response split into actions a_1 … a_K (``segment.py``):
+
+    p_k = exp(mean over tokens t of a_k of log p(t | x, a_<k, earlier tokens of a_k))
+    difficulty = 1 − (1/K) Σ_k p_k
+
+The authors run one forward pass per action prefix. With a causal LM the prefix pass for a_k sees
+exactly what the full teacher-forced pass sees at those positions, so one pass over prompt +
+response yields every p_k. We batch samples by length under a token budget, run the transformer
+body once, gather the hidden states of the scored positions only and apply the output layer to
+them in chunks (log-softmax + gather per chunk), so neither the prompt positions' full-vocabulary
+projection nor a ``B×T×V`` probability tensor is ever computed. The same pass gives the sample's
+embedding for the DPP.
+
+Token ↔ action rule: a response token belongs to every action whose characters its offset span
+overlaps. Tokens made only of separator characters (e.g. ``\\n``) are context and not scored; a
+token that straddles a separator and an action (``.\\n``) is scored with that action; a token that
+overlaps two actions (rare: a merge across a separator) is scored in both. The end-of-turn token
+is in no action.
+
+Length policy (``max_length``): a sequence longer than ``max_length`` tokens keeps its prompt and
+the leading actions that end within the limit; the kept actions are scored and the row is flagged
+``truncated``. If no action fits, the row gets status ``too_long``.
+
+Failures never drop a row: difficulty is ``+inf``, ``status`` a reason code (``empty_response``,
+``no_actions``, ``missing_prompt``, ``too_long``, ``non_finite``, ``error``), ``reason`` a sentence,
+``action_probs`` empty and the embedding row all zeros. A tokenizer without a pad token is not a
+failure: padded positions are masked and never scored, so any id (eos, else 0) pads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from p3_pruning.chat import DEFAULT_SYSTEM, encode_pair
+from p3_pruning.segment import Span, get_segmenter
+
+log = logging.getLogger(__name__)
+
+MAX_LENGTH = 1024
+TOKEN_BUDGET = 8192
+CHUNK_TOKENS = 512
+N_PROMPT_PROBS = 30
+EMBEDS = ("prompt", "response", "all", "prompt_probs")
+SCORE_COLUMNS = [
+    "sample_id",
+    "difficulty",
+    "n_actions",
+    "n_tokens",
+    "action_probs",
+    "status",
+    "reason",
+    "truncated",
+]
+
+
+class ScoringError(ValueError):
+    """A sample that cannot be scored; ``status`` is the reason code written to the scores table."""
+
+    def __init__(self, status: str, reason: str, n_tokens: int = 0):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.n_tokens = n_tokens
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One sample as fed to the model: ids, action token ranges ``[start, end)`` in them, prompt length."""
+
+    input_ids: list[int]
+    action_spans: list[Span]
+    prompt_len: int
+    n_tokens: int  # length of the full encoding, before any truncation
+    truncated: bool
+
+
+def token_spans(offsets: Sequence[Span], char_spans: Sequence[Span]) -> list[Span]:
+    """Token ranges ``[start, end)`` of each character span, by offset overlap (see module doc).
+
+    ``offsets[i]`` is the character span of token ``i``; empty-span tokens overlap nothing. A character
+    span that no token overlaps is left out.
+    """
+    out, j, n = [], 0, len(offsets)
+    for a0, a1 in char_spans:
+        while j < n and (offsets[j][1] <= a0 or offsets[j][0] == offsets[j][1]):
+            j += 1
+        end = j
+        while end < n and offsets[end][0] < a1:
+            end += 1
+        if end > j:
+            out.append((j, end))
+    return out
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+
+
+def _encode(
+    tokenizer, prompt, response, split: Callable[[str], list[Span]], *, system, max_length
+) -> Encoded:
+    if _missing(prompt) or not str(prompt).strip():
+        raise ScoringError("missing_prompt", "the sample has no prompt")
+    if _missing(response) or not str(response).strip():
+        raise ScoringError("empty_response", "the response is empty")
+    response = str(response)
+    char_spans = split(response)
+    if not char_spans:
+        raise ScoringError("no_actions", "the segmenter found no action in the response")
+    ids, prompt_len, offsets = encode_pair(tokenizer, str(prompt), response, system=system)
+    if prompt_len == 0:
+        raise ScoringError("missing_prompt", "the prompt encodes to zero tokens")
+    spans = [(prompt_len + s, prompt_len + e) for s, e in token_spans(offsets, char_spans)]
+    if not spans:
+        raise ScoringError("no_actions", "no response token overlaps an action")
+    n_tokens = len(ids)
+    truncated = False
+    if max_length is not None and n_tokens > max_length:
+        spans = [sp for sp in spans if sp[1] <= max_length]
+        if not spans:
+            raise ScoringError(
+                "too_long",
+                f"{n_tokens} tokens (prompt {prompt_len}) and no action ends within "
+                f"max_length={max_length}",
+                n_tokens,
+            )
+        ids, truncated = ids[: spans[-1][1]], True
+    return Encoded(list(ids), spans, prompt_len, n_tokens, truncated)
+
+
+def encode(
+    tokenizer,
+    sample: Mapping,
+    *,
+    segmenter: str | Callable = "newline",
+    pattern: str | None = None,
+    system: str | None = DEFAULT_SYSTEM,
+    max_length: int | None = MAX_LENGTH,
+) -> tuple[list[int], list[Span]]:
+    """The exact ids ``score_samples`` feeds the model for ``sample`` and each action's token range.
+
+    ``sample`` is a row of the samples table (``prompt``, ``response``). Returns
+    ``(input_ids, action_spans)`` with ``action_spans[k] = (start, end)`` indices into ``input_ids``.
+    Raises ``ScoringError`` (a ``ValueError`` with ``.status``) for a sample that cannot be scored.
+    """
+    enc = _encode(
+        tokenizer,
+        sample["prompt"],
+        sample["response"],
+        get_segmenter(segmenter, pattern=pattern),
+        system=system,
+        max_length=max_length,
+    )
+    return enc.input_ids, enc.action_spans
+
+
+def length_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first, each ≤ ``token_budget`` padded tokens.
+
+    A sequence longer than the budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= token_budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+class _Policy:
+    """The model split into body (last hidden state) and output layer, so logits can be computed for
+    chosen positions only. Falls back to the model's own full forward when the split does not
+    reproduce the model's logits (e.g. logit soft-capping, prompt-tuning adapters)."""
+
+    def __init__(self, model, autocast: bool):
+        self.model = model
+        self.device = next(model.parameters()).device
+        lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        prefix = getattr(lm, "base_model_prefix", "")
+        body = getattr(lm, prefix, None) if prefix else None
+        self.body = body if body is not None and body is not lm else None
+        self.head = lm.get_output_embeddings()
+        self.split = self.body is not None and self.head is not None
+        self.low_precision = False
+        self.autocast = nullcontext
+        if self.device.type == "cuda" and autocast:
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            self.autocast = lambda: torch.autocast("cuda", dtype=dtype)
+            self.low_precision = True
+        elif next(model.parameters()).dtype != torch.float32:
+            self.low_precision = True
+
+    def check_split(self, ids: list[int]) -> None:
+        """Compare body + head with the model's own logits on a few tokens; fall back if they differ."""
+        if not self.split:
+            return
+        x = torch.tensor([ids[:16]], device=self.device)
+        with self.autocast():
+            full = self.model(input_ids=x, use_cache=False).logits.float()
+            mine = self.head(self.body(input_ids=x, use_cache=False).last_hidden_state).float()
+        tol = 2e-2 if self.low_precision else 1e-3
+        same = full.shape == mine.shape and torch.allclose(
+            full.log_softmax(-1), mine.log_softmax(-1), atol=tol, rtol=0
+        )
+        if not same:
+            log.info(
+                "Output layer alone does not reproduce the model's logits: using full forwards"
+            )
+            self.split = False
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor):
+        """``(hidden (B,T,H), source, head)``: ``head(source[b, t])`` are the logits at position t."""
+        if self.split:
+            hidden = self.body(
+                input_ids=ids, attention_mask=mask, use_cache=False
+            ).last_hidden_state
+            return hidden, hidden, self.head
+        out = self.model(
+            input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
+        )
+        return out.hidden_states[-1], out.logits, None
+
+
+def token_logprobs(
+    source: torch.Tensor,
+    b_idx: torch.Tensor,
+    t_idx: torch.Tensor,
+    targets: torch.Tensor,
+    head=None,
+    *,
+    chunk_tokens: int = CHUNK_TOKENS,
+    vocab_chunk: int | None = None,
+) -> torch.Tensor:
+    """``log p(targets[m])`` from the logits at ``(b_idx[m], t_idx[m])``; (M,) float32.
+
+    ``source`` is (B, T, H) hidden states turned into logits by ``head``, or (B, T, V) logits when
+    ``head`` is None. Rows are gathered ``chunk_tokens`` at a time and, with ``vocab_chunk``, the
+    output layer is applied ``vocab_chunk`` classes at a time with a running log-sum-exp, so at most
+    ``chunk_tokens × min(V, vocab_chunk)`` logits exist at once.
+    """
+    out = torch.empty(len(targets), dtype=torch.float32, device=source.device)
+    chunked_vocab = vocab_chunk is not None and isinstance(head, torch.nn.Linear)
+    for c in range(0, len(targets), chunk_tokens):
+        rows = source[b_idx[c : c + chunk_tokens], t_idx[c : c + chunk_tokens]]
+        tgt = targets[c : c + chunk_tokens]
+        if not chunked_vocab:
+            logits = (head(rows) if head is not None else rows).float()
+            out[c : c + len(tgt)] = logits.gather(1, tgt[:, None]).squeeze(1) - logits.logsumexp(1)
+            continue
+        lse = torch.full((len(tgt),), -torch.inf, device=rows.device)
+        picked = torch.zeros(len(tgt), device=rows.device)
+        for v0 in range(0, head.out_features, vocab_chunk):
+            v1 = min(v0 + vocab_chunk, head.out_features)
+            bias = head.bias[v0:v1] if head.bias is not None else None
+            logits = F.linear(rows, head.weight[v0:v1], bias).float()
+            lse = torch.logaddexp(lse, logits.logsumexp(1))
+            inside = (tgt >= v0) & (tgt < v1)
+            picked[inside] = logits[inside, tgt[inside] - v0]
+        out[c : c + len(tgt)] = picked - lse
+    return out
+
+
+def _score_batch(policy: _Policy, items: list[Encoded], pad_id: int, opts: dict):
+    """Action probabilities (list per item) and embeddings (B, d) float32 for one padded batch."""
+    dev = policy.device
+    B, T = len(items), max(len(it.input_ids) for it in items)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.long)
+    scored = np.zeros((B, T), dtype=bool)
+    for b, it in enumerate(items):
+        ids[b, : len(it.input_ids)] = torch.tensor(it.input_ids)
+        mask[b, : len(it.input_ids)] = 1
+        for s, e in it.action_spans:
+            scored[b, s:e] = True
+    ids, mask = ids.to(dev), mask.to(dev)
+    b_np, t_np = np.nonzero(scored)
+    b_idx, t_idx = torch.from_numpy(b_np).to(dev), torch.from_numpy(t_np).to(dev)
+
+    with policy.autocast():
+        hidden, source, head = policy.forward(ids, mask)
+        # logits at position t − 1 predict token t
+        logp = token_logprobs(
+            source,
+            b_idx,
+            t_idx - 1,
+            ids[b_idx, t_idx],
+            head,
+            chunk_tokens=opts["chunk_tokens"],
+            vocab_chunk=opts["vocab_chunk"],
+        )
+        # per-action means from prefix sums over the (B, T + 1) grid of token log-probs
+        grid = torch.zeros((B, T + 1), dtype=torch.float64, device=dev)
+        grid[b_idx, t_idx + 1] = logp.double()
+        csum = grid.cumsum(1).cpu().numpy()
+        probs = [
+            [float(np.exp((csum[b, e] - csum[b, s]) / (e - s))) for s, e in it.action_spans]
+            for b, it in enumerate(items)
+        ]
+        emb = _embed(policy, items, hidden, source, head, ids, opts)
+    return probs, emb
+
+
+def _embed(policy, items, hidden, source, head, ids, opts) -> np.ndarray:
+    B, T = ids.shape
+    if opts["embed"] == "prompt_probs":
+        k = opts["n_prompt_probs"]
+        out = np.zeros((B, k), dtype=np.float32)
+        pos = [(b, t) for b, it in enumerate(items) for t in range(1, it.prompt_len)]
+        if not pos:
+            return out
+        b_idx = torch.tensor([p[0] for p in pos], device=ids.device)
+        t_idx = torch.tensor([p[1] for p in pos], device=ids.device)
+        lp = token_logprobs(
+            source,
+            b_idx,
+            t_idx - 1,
+            ids[b_idx, t_idx],
+            head,
+            chunk_tokens=opts["chunk_tokens"],
+            vocab_chunk=opts["vocab_chunk"],
+        )
+        p = lp.exp().cpu().numpy()
+        bs = b_idx.cpu().numpy()
+        for b in range(B):
+            smallest = np.sort(p[bs == b])[:k]
+            out[b, : len(smallest)] = smallest
+        return out
+    weights = torch.zeros((B, T), dtype=torch.float32, device=ids.device)
+    for b, it in enumerate(items):
+        lo, hi = {
+            "prompt": (0, it.prompt_len),
+            "response": (it.prompt_len, len(it.input_ids)),
+            "all": (0, len(it.input_ids)),
+        }[opts["embed"]]
+        weights[b, lo:hi] = 1.0 / max(hi - lo, 1)
+    emb = torch.einsum("bt,bth->bh", weights, hidden.float())
+    emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return emb.cpu().numpy().astype(np.float32)
+
+
+def score_samples(
+    model,
+    tokenizer,
+    samples: pd.DataFrame,
+    *,
+    segmenter: str | Callable = "newline",
+    pattern: str | None = None,
+    embed: str = "prompt",
+    max_length: int | None = MAX_LENGTH,
+    token_budget: int = TOKEN_BUDGET,
+    chunk_tokens: int = CHUNK_TOKENS,
+    vocab_chunk: int | None = None,
+    n_prompt_probs: int = N_PROMPT_PROBS,
+    system: str | None = DEFAULT_SYSTEM,
+    autocast: bool = True,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Policy-driven difficulty and DPP embeddings of every sample, one teacher-forced pass each.
+
+    Args:
+        model: any HF causal LM, plain or wrapped by peft (``PeftModel``); scored in eval mode.
+        samples: the samples table (needs ``sample_id``, ``prompt``, ``response``).
+        segmenter / pattern: how responses split into actions (``newline``, ``sentence``, ``code``,
+            ``regex`` + ``pattern``, or a callable); see ``p3_pruning.segment``.
+        embed: ``prompt`` (default) / ``response`` / ``all``: mean of the last hidden state over those
+            tokens, L2-normalised, (n, hidden); ``prompt_probs``: the paper's feature, the
+            ``n_prompt_probs`` smallest prompt-token probabilities ascending, zero-padded, (n, 30).
+        max_length: longest sequence fed; longer ones are truncated at an action boundary.
+        token_budget: padded tokens per batch (B × T).
+        chunk_tokens / vocab_chunk: positions (and vocabulary entries) per output-layer chunk.
+        system: system prompt for the chat template (as in training).
+        autocast: bf16 (else fp16) autocast on CUDA.
+
+    Returns:
+        ``scores``: DataFrame in input row order with ``sample_id, difficulty, n_actions, n_tokens,
+        action_probs, status, reason, truncated``; ``embeddings``: (n, d) float32, zeros for
+        failed rows.
+    """
+    missing = [c for c in ("sample_id", "prompt", "response") if c not in samples.columns]
+    if missing:
+        raise ValueError(f"samples table lacks column(s) {missing}; found {list(samples.columns)}")
+    if embed not in EMBEDS:
+        raise ValueError(f"unknown embed {embed!r}; expected one of {EMBEDS}")
+    for name, value in (("token_budget", token_budget), ("chunk_tokens", chunk_tokens)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be ≥ 1, got {value}")
+    if vocab_chunk is not None and int(vocab_chunk) < 1:
+        raise ValueError(f"vocab_chunk must be ≥ 1 or None, got {vocab_chunk}")
+    split = get_segmenter(segmenter, pattern=pattern)
+    opts = dict(
+        embed=embed,
+        chunk_tokens=int(chunk_tokens),
+        vocab_chunk=vocab_chunk,
+        n_prompt_probs=int(n_prompt_probs),
+    )
+
+    n = len(samples)
+    rows = [
+        dict(
+            sample_id=sid,
+            difficulty=np.inf,
+            n_actions=0,
+            n_tokens=0,
+            action_probs=[],
+            status="ok",
+            reason="",
+            truncated=False,
+        )
+        for sid in samples["sample_id"].tolist()
+    ]
+    encoded: dict[int, Encoded] = {}
+    for i, (prompt, response) in enumerate(
+        zip(samples["prompt"], samples["response"], strict=True)
+    ):
+        try:
+            enc = _encode(tokenizer, prompt, response, split, system=system, max_length=max_length)
+        except ScoringError as exc:
+            rows[i].update(status=exc.status, reason=exc.reason, n_tokens=exc.n_tokens)
+            continue
+        encoded[i] = enc
+        rows[i].update(n_tokens=enc.n_tokens, truncated=enc.truncated)
+
+    policy = _Policy(model, autocast)
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+        log.warning(
+            "Tokenizer has no pad token; padding with id %d (padded positions are masked)", pad_id
+        )
+    dim = None
+    results: dict[int, tuple[list[float], np.ndarray]] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            if encoded:
+                policy.check_split(next(iter(encoded.values())).input_ids)
+            keys = list(encoded)
+            batches = length_batches([len(encoded[i].input_ids) for i in keys], int(token_budget))
+            bar = tqdm(total=len(keys), desc="scoring", unit="sample", disable=not progress)
+            for batch in batches:
+                _run(policy, [keys[j] for j in batch], encoded, pad_id, opts, results, rows)
+                bar.update(len(batch))
+            bar.close()
+    finally:
+        model.train(was_training)
+
+    for i, (probs, emb) in results.items():
+        dim = len(emb)
+        if not all(np.isfinite(probs)):
+            rows[i].update(status="non_finite", reason="an action probability is NaN or infinite")
+            continue
+        rows[i].update(
+            n_actions=len(probs), action_probs=probs, difficulty=1.0 - float(np.mean(probs))
+        )
+    if dim is None:
+        dim = n_prompt_probs if embed == "prompt_probs" else _hidden_size(model)
+    embeddings = np.zeros((n, dim), dtype=np.float32)
+    for i, (_, emb) in results.items():
+        if rows[i]["status"] == "ok":
+            embeddings[i] = emb
+
+    scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    counts = Counter(scores["status"])
+    log.info(
+        "Scored %d samples: %s; %d truncated to max_length=%s",
+        n,
+        dict(counts),
+        int(scores["truncated"].sum()),
+        max_length,
+    )
+    if n - counts.get("ok", 0):
+        log.warning("%d of %d samples could not be scored (difficulty +inf)", n - counts["ok"], n)
+    return scores, embeddings
+
+
+def _run(policy, idx: list[int], encoded, pad_id, opts, results, rows) -> None:
+    """Score one batch; on failure retry its halves, and mark a single failing sample as an error."""
+    try:
+        probs, emb = _score_batch(policy, [encoded[i] for i in idx], pad_id, opts)
+    except Exception as exc:  # noqa: BLE001 - a failing sample must become a row, not a crash
+        if policy.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(idx) > 1:
+            half = len(idx) // 2
+            _run(policy, idx[:half], encoded, pad_id, opts, results, rows)
+            _run(policy, idx[half:], encoded, pad_id, opts, results, rows)
+            return
+        log.warning("Scoring sample %r failed: %s", rows[idx[0]]["sample_id"], exc)
+        rows[idx[0]].update(status="error", reason=f"{type(exc).__name__}: {exc}")
+        return
+    for i, p, e in zip(idx, probs, emb, strict=True):
+        results[i] = (p, e)
+
+
+def _hidden_size(model) -> int:
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = lm.get_output_embeddings()
+    if isinstance(head, torch.nn.Linear):
+        return head.in_features
+    return int(lm.config.hidden_size)
