@@ -47,13 +47,23 @@ def inside(path: str | Path):
         os.chdir(previous)
 
 
-def run_pipeline(workspace: str | Path, pipeline: str | None = None, **run_kwargs) -> dict:
+def run_pipeline(
+    workspace: str | Path, pipeline: str | None = None, *, runtime_params: dict | None = None, **run_kwargs
+) -> dict:
     """``kedro run --pipeline`` inside ``workspace``; returns the free outputs of the run."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
+    import mlflow
+
     workspace = Path(workspace).resolve()
     with inside(workspace):
         bootstrap_project(workspace)
-        with KedroSession.create(project_path=workspace) as session:
-            return session.run(pipeline_name=pipeline, **run_kwargs)
+        try:
+            with KedroSession.create(project_path=workspace, runtime_params=runtime_params) as session:
+                return session.run(pipeline_name=pipeline, **run_kwargs)
+        finally:
+            # kedro-mlflow can leave its run on mlflow's active-run stack (also when a node fails);
+            # close it so the next run in this process opens its own.
+            while mlflow.active_run() is not None:
+                mlflow.end_run()

@@ -24,14 +24,16 @@ def final_evaluate(
     start = time.perf_counter()
     per_sample, summary = evaluate_generation(model, tokenizer, eval_set, **generation)
     seconds = time.perf_counter() - start
-    overall = summary.loc[summary["group"] == "overall"].iloc[0]
+    overall = summary.loc[summary["scope"] == "all"].iloc[0]
     metrics = {
         "method": method,
         "accuracy": float(overall["accuracy"]),
+        "accuracy_stderr": float(overall["stderr"]),
+        "mean_score": float(overall["mean_score"]),
         "n_eval": int(overall["n"]),
         "generation_seconds": seconds,
     }
-    for row in summary.itertuples():
-        if row.group != "overall":
-            metrics[f"accuracy/{row.group}"] = float(row.accuracy)
+    for row in summary[summary["scope"] != "all"].itertuples():
+        group = "/".join(str(v) for v in (row.source, row.level) if v is not None and v == v)
+        metrics[f"accuracy/{group}"] = float(row.accuracy)
     return per_sample, summary, metrics

@@ -135,6 +135,10 @@ def finetune(
 
 def evaluate_round(eval_set: pd.DataFrame, adapter: LoraAdapter, model_params: dict, options: dict) -> dict:
     """Cheap held-out metrics under the round's adapter (forward passes only)."""
+    options = dict(options)
+    max_samples = options.pop("max_samples", None)
+    if max_samples is not None:
+        eval_set = eval_set.head(int(max_samples))  # the split already shuffled it (seeded)
     model, tokenizer = _model(model_params, adapter)
     start = time.perf_counter()
     metrics = cheap_eval(model, tokenizer, eval_set, **options)
@@ -171,18 +175,25 @@ def difficulty_histogram(scores: pd.DataFrame, chosen: pd.DataFrame, threshold: 
 
 
 def summarize(
-    score_info: dict,
     select_info: dict,
     train_info: dict,
     eval_info: dict,
-    scores: pd.DataFrame,
     chosen: pd.DataFrame,
+    score_info: dict | None = None,
+    scores: pd.DataFrame | None = None,
     previous: pd.DataFrame | None = None,
     *,
     method: str,
     round_index: int,
 ):
-    """One flat record of everything the round measured, plus its difficulty histogram."""
+    """One flat record of everything the round measured, plus its difficulty histogram.
+
+    ``score_info`` is absent when the round did not score (static scores, or methods that never
+    score); ``scores`` is absent for methods that never score; ``previous`` is absent in round 1.
+    """
+    score_info = score_info or {}
+    if scores is None:
+        scores = chosen[["sample_id", "difficulty"]]
     d = scores["difficulty"].to_numpy(dtype=float)
     finite = d[np.isfinite(d)]
     quantiles = (

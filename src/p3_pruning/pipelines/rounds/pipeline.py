@@ -135,11 +135,12 @@ def round_pipeline(method: str, round_index: int, rounds: int) -> Pipeline:
         )
         if method in RESCORE:
             mapping["prev_scores"] = f"{prev}.scores"
+    used = {name for step in steps for name in step.inputs}
     return Pipeline(
         steps,
         namespace=round_name(method, round_index),
         inputs={**{name: name for name in GLOBAL_INPUTS}, **mapping},
-        parameters=PARAMETERS,
+        parameters=PARAMETERS & used,
     )
 
 

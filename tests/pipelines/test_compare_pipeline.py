@@ -1,0 +1,171 @@
+"""`compare` end to end with the tiny model: every method, 2 rounds, report, versions, MLflow runs.
+
+Also: resuming a run that died in round 2 reproduces an uninterrupted run, and kedro-viz builds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from p3_pruning.pipelines.rounds.pipeline import METHODS
+from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+ROUNDS = 2
+BUDGET = 6
+POOL = 32
+TINY = {
+    "seed": 3,
+    "rounds": ROUNDS,
+    "budget": BUDGET,
+    "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
+    "data": {"default": {"n": POOL + 8, "seed": 1}, "split": {"eval_size": 8}},
+    "scoring": {"progress": False, "max_length": 256, "token_budget": 2048},
+    "training": {"batch_size": 4, "max_length": 256, "progress": False},
+    "cheap_eval": {"max_samples": 4, "progress": False},
+    "generation": {"max_new_tokens": 12, "batch_size": 8, "progress": False},
+}
+
+
+def latest(ws: Path, relative: str) -> Path:
+    """The latest version of a versioned file dataset."""
+    versions = sorted((ws / relative).iterdir())
+    assert versions, f"no version of {relative}"
+    return versions[-1] / Path(relative).name
+
+
+def versions(ws: Path, relative: str) -> list[str]:
+    return sorted(p.name for p in (ws / relative).iterdir())
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("compare"), TINY)
+    run_pipeline(ws, "data")
+    run_pipeline(ws, "compare")
+    return ws
+
+
+def test_report_covers_every_method_and_the_base_model(compared):
+    report = pd.read_csv(latest(compared, "data/08_reporting/compare/report.csv"))
+    assert sorted(report["method"]) == sorted([*METHODS, "base"])
+    assert report["accuracy"].between(0, 1).all()
+    used = report.set_index("method")["samples_used"]
+    for method in METHODS:
+        expected = POOL * ROUNDS if method == "full" else BUDGET * ROUNDS
+        assert used[method] == expected, method
+    assert (report.set_index("method").loc[list(METHODS), "train_seconds"] > 0).all()
+    for plot in ("accuracy", "threshold", "overlap"):
+        assert latest(compared, f"data/08_reporting/compare/{plot}.png").stat().st_size > 1000
+
+
+def test_rounds_write_versioned_outputs_in_their_layers(compared):
+    for method in METHODS:
+        for e in (1, 2):
+            base = f"{method}/round_{e}"
+            assert len(versions(compared, f"data/05_model_input/{base}/selection.parquet")) == 1
+            assert (latest(compared, f"data/06_models/{base}/adapter") / "adapter_config.json").exists()
+            summary = json.loads(latest(compared, f"data/08_reporting/{base}/summary.json").read_text())
+            assert summary["method"] == method and summary["round"] == e
+    # only rescoring methods score after round 1; static scores come from the base model once
+    assert (compared / "data/04_feature/p3/round_2/scores.parquet").exists()
+    assert not (compared / "data/04_feature/static/round_2").exists()
+    assert not (compared / "data/04_feature/random/round_1").exists()
+
+
+def test_p3_selects_only_eligible_and_static_reuses_base_scores(compared):
+    for e in (1, 2):
+        sel = pd.read_parquet(latest(compared, f"data/05_model_input/p3/round_{e}/selection.parquet"))
+        scores = pd.read_parquet(latest(compared, f"data/04_feature/p3/round_{e}/scores.parquet"))
+        assert len(sel) == BUDGET and sel["sample_id"].is_unique
+        assert (sel["difficulty"] <= sel["threshold"]).all()
+        assert set(sel["sample_id"]) <= set(scores["sample_id"])
+    base = pd.read_parquet(latest(compared, "data/04_feature/static/round_1/scores.parquet"))
+    sel2 = pd.read_parquet(latest(compared, "data/05_model_input/static/round_2/selection.parquet"))
+    merged = sel2.merge(base, on="sample_id", suffixes=("", "_base"))
+    assert len(merged) == len(sel2)
+    assert (merged["difficulty"] == merged["difficulty_base"]).all()
+
+
+def test_mlflow_has_a_child_run_per_method_round_with_metrics(compared):
+    client = MlflowClient(tracking_uri=f"sqlite:///{compared / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("p3_pruning")
+    runs = client.search_runs([experiment.experiment_id], max_results=500)
+    by_name = {r.info.run_name: r for r in runs}
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in runs} - {None}
+    compare_parent = [r for r in runs if r.info.run_id in parents and r.info.run_name == "compare"]
+    assert len(compare_parent) == 1
+    parent_id = compare_parent[0].info.run_id
+    for method in METHODS:
+        for e in (1, 2):
+            run = by_name[f"{method}.round_{e}"]
+            assert run.data.tags["mlflow.parentRunId"] == parent_id
+            assert run.data.metrics["selected"] == (POOL if method == "full" else BUDGET)
+            assert "train_loss" in run.data.metrics and "eval_nll" in run.data.metrics
+            artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+            assert {"selection.csv"} <= artifacts
+        assert f"{method}/accuracy" in compare_parent[0].data.metrics
+    p3 = by_name["p3.round_2"].data.metrics
+    for key in ("threshold", "eligible", "difficulty_q50", "overlap_prev", "score_seconds", "dpp_log_det"):
+        assert key in p3, key
+    assert "difficulty_histogram.png" in {a.path for a in client.list_artifacts(by_name["p3.round_1"].info.run_id)}
+    report_files = {a.path for a in client.list_artifacts(parent_id, "report")}
+    assert "report/report.csv" in report_files
+
+
+def test_resume_after_a_failed_round_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    from p3_pruning.pipelines.rounds import nodes
+
+    params = {**TINY, "seed": 11}
+    clean = make_workspace(tmp_path / "clean", params)
+    run_pipeline(clean, "data")
+    run_pipeline(clean, "p3")
+
+    broken = make_workspace(tmp_path / "broken", params)
+    run_pipeline(broken, "data")
+    real = nodes.train_round
+    calls = []
+
+    def dies_in_round_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash in round 2")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nodes, "train_round", dies_in_round_2)
+    with pytest.raises(Exception, match="simulated crash"):
+        run_pipeline(broken, "p3")
+    assert not (broken / "data/06_models/p3/round_2/adapter").exists()
+    monkeypatch.setattr(nodes, "train_round", real)
+    run_pipeline(broken, "p3", only_missing_outputs=True)
+
+    # round 1 was not redone: a single version of its outputs
+    assert len(versions(broken, "data/06_models/p3/round_1/adapter")) == 1
+    for e in (1, 2):
+        rel = f"data/05_model_input/p3/round_{e}/selection.parquet"
+        pd.testing.assert_frame_equal(pd.read_parquet(latest(clean, rel)), pd.read_parquet(latest(broken, rel)))
+    a = json.loads(latest(clean, "data/07_model_output/p3/round_2/eval_info.json").read_text())
+    b = json.loads(latest(broken, "data/07_model_output/p3/round_2/eval_info.json").read_text())
+    assert a["eval_nll"] == pytest.approx(b["eval_nll"], rel=1e-6)
+
+
+def test_kedro_viz_builds_with_rounds_as_namespaces(tmp_path):
+    ws = make_workspace(tmp_path / "viz", TINY)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kedro", "viz", "build"],
+        cwd=ws, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "KEDRO_DISABLE_TELEMETRY": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    main = json.loads((ws / "build" / "api" / "main").read_text())
+    names = {n.get("name") for n in main["nodes"]} | {n.get("id") for n in main["nodes"]}
+    assert any("p3.round_1" in str(n) for n in names)
+    assert any("p3.round_2" in str(n) for n in names)
