@@ -99,6 +99,19 @@ def test_matches_reference_with_unnormalised_features_and_uniform_quality():
     )
 
 
+@pytest.mark.parametrize("lazy_top", [(2, 10**9, 2), (10**6, 1, 10**6)])
+def test_blocked_updates_do_not_change_the_picks(monkeypatch, lazy_top):
+    # a tiny lazy set forces early refreshes; a huge one tracks every item between refreshes
+    rng = np.random.default_rng(11)
+    F = unit_rows(rng, 700, 12)
+    q = quality_with_ties_and_zeros(rng, 700)
+    expected, ld = greedy_map(F, q, 200)
+    monkeypatch.setattr(dpp, "_LAZY_TOP", lazy_top)
+    got, ld2 = greedy_map(F, q, 200)
+    dense_reference_check(F, q, 1e-3, got.tolist(), 200)
+    assert ld2 == pytest.approx(ld, rel=1e-9)
+
+
 def test_float32_input_matches_reference_up_to_float32_ties():
     rng = np.random.default_rng(3)
     F = unit_rows(rng, 500, 32).astype(np.float32)

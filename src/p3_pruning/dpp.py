@@ -13,17 +13,25 @@ because S is low rank plus ridge, the same quantities live in d-space:
     r_i = ‖f_i‖² + ridge − f_iᵀ P f_i
 
 and adding item j is a rank-1 update: u = (I − P) f_j / √r_j, P ← P + u uᵀ, r_i ← r_i − (f_i·u)².
-Per step: one pass over F (a matvec, n·d) plus O(n + d²) work; memory O(n·d), independent of k.
+Memory O(n·d), independent of k; time O(k·n·d).
+
+Exact mode applies the r_i updates in blocks: the gains of all n items are refreshed once per
+block of up to 64 picks with one (n, d)·(d, b) product (F is read once per block, at matrix-product
+speed, instead of one memory-bound matvec per pick). Between refreshes the stale gains are upper
+bounds (gains only shrink as S grows: log det is submodular), so the exact gains of the few
+thousand stale-best items, kept current from the pending u's, decide each pick for certain when the
+best of them beats every other item's stale gain; otherwise the block is refreshed early. The picks
+are those of updating every gain at every step (up to floating-point ties).
 
 Why a ridge: rank(F Fᵀ) ≤ d, so with ridge = 0 every residual is 0 after d picks and plain greedy
 MAP must stop. A ridge makes the kernel full rank, so one pass reaches any k; past rank d the gains
 are ridge · (1 + f_iᵀ (ridge·I + F_Sᵀ F_S)⁻¹ f_i) · q_i², which still prefer items in directions the
 picked set covers least. The default 1e-3 is small against unit-norm rows (the strategies
 L2-normalise features), so the first d picks are those of plain greedy MAP up to a 1e-3 perturbation,
-and large enough that residuals (≥ ridge) stay far above float32 rounding of the per-step matvec.
+and large enough that residuals (≥ ridge) stay far above the float32 rounding of the pass over F.
 
-Precision: float64 features are computed in float64. float32 features stay float32 for the matvec
-(the memory-bound part); P, the residuals, the gains and log det are float64. The picked item's
+Precision: float64 features are computed in float64. float32 features stay float32 for the pass
+over F; P, the residuals, the gains and log det are float64. The picked item's
 residual is recomputed exactly in float64 from P (O(d²)) for its log det and for the update.
 Residuals are clamped at 0; ties go to the lowest index.
 
@@ -46,6 +54,8 @@ log = logging.getLogger(__name__)
 DEFAULT_RIDGE = 1e-3
 MODES = ("exact", "stochastic")
 _BLOCK = 64  # rank-1 updates of P are buffered and applied as one (d, b) x (b, d) product
+# stale-best items whose exact gains are tracked between gain updates: n / 25, within [1024, 8192]
+_LAZY_TOP = (1024, 25, 8192)
 _CHUNK = 8192  # rows per chunk for the few full passes that need float64 temporaries
 _NUMPY_ON_CPU = True  # tests switch it off to run the torch code path (the CUDA one) on CPU
 
@@ -99,9 +109,10 @@ class _Ops:
         return a if self.cpu else a.cpu().numpy()
 
     def mm(self, a, b):
-        """a @ b; on CPU through torch (MKL) on numpy views, faster here than numpy's BLAS."""
+        """a @ b for a 2-D a and a 1-D or 2-D b; on CPU through torch (MKL) on numpy views,
+        which here runs small products many times faster than numpy's threaded BLAS."""
         if self.cpu:
-            return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
         return a @ b
 
 
@@ -117,10 +128,11 @@ class _Projector:
 
     def apply(self, f):
         """P f for f (d,) float64."""
-        out = self.P @ f
+        mm = self.ops.mm
+        out = mm(self.P, f)
         if self.count:
             b = self.buf[: self.count]
-            out += b.T @ (b @ f)
+            out += mm(b.T, mm(b, f))
         return out
 
     def quad_rows(self, G):
@@ -144,7 +156,7 @@ class _Projector:
         self.buf[self.count] = u
         self.count += 1
         if self.count == _BLOCK:
-            self.P += self.buf.T @ self.buf
+            self.P += self.ops.mm(self.buf.T, self.buf)
             self.count = 0
             self._P_low = None
 
@@ -152,8 +164,13 @@ class _Projector:
 def _row_sqnorms(F: torch.Tensor) -> torch.Tensor:
     """‖f_i‖² (n,) in float64, computed in chunks (no (n, d) float64 temporary)."""
     out = torch.empty(F.shape[0], dtype=torch.float64, device=F.device)
+    cpu = F.device.type == "cpu"
     for s in range(0, F.shape[0], _CHUNK):
-        out[s : s + _CHUNK] = F[s : s + _CHUNK].to(torch.float64).square().sum(1)
+        if cpu:
+            block = F[s : s + _CHUNK].numpy().astype(np.float64)
+            out[s : s + _CHUNK] = torch.from_numpy(np.square(block, out=block).sum(1))
+        else:
+            out[s : s + _CHUNK] = F[s : s + _CHUNK].to(torch.float64).square().sum(1)
     return out
 
 
@@ -297,20 +314,70 @@ def _why_no_gain(q2: np.ndarray, picked: list[int]) -> str:
 
 
 def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
-    """Exact greedy: gains of all n items updated by one matvec over F per step."""
+    """Exact greedy with blocked gain updates (same picks as updating every gain every step).
+
+    Gains of all n items are brought up to date once per block of ``_BLOCK`` picks with one
+    (n, d) x (d, b) product, instead of one matvec per pick: F is read once per block. Between
+    updates the stale gains are upper bounds (gains only shrink as S grows), so a pick is certain
+    when its exact gain, computed for the ``_LAZY_TOP`` stale-best items from the pending u's,
+    beats the stale gain of every other item; otherwise the block is flushed early.
+    """
     n, d = F.shape
     xp = np if ops.cpu else torch
-    gain = q2 * (sqnorm + ridge)  # (n,) float64: q_i² r_i
-    floor = ops.zeros(n)  # 0, or -inf once picked
-    e_t = torch.empty(n, dtype=F.dtype, device=F.device)
-    e = ops.arr(e_t)
-    e64 = e if F.dtype == torch.float64 else ops.zeros(n)
     Fx = ops.arr(F)
+    gain = q2 * (sqnorm + ridge)  # (n,) float64 q_i² r_i as of the last update; picked: -inf
+    floor = ops.zeros(n)  # 0, or -inf once picked
+    pending = ops.zeros(_BLOCK, d)  # u's not yet applied to ``gain``
+    c = 0
+    low, frac, high = _LAZY_TOP
+    m = min(max(low, n // frac), high, n - 1)
     proj = _Projector(d, ops)
     picks: list[int] = []
     log_det = 0.0
+    top = top_G = top_Z = None
+    bound = 0.0
+
+    def refresh_top():
+        nonlocal top, top_G, top_Z, bound
+        if m <= 0:
+            top = None
+            return
+        if ops.cpu:
+            part = np.argpartition(-gain, m)[: m + 1]
+            bound = float(gain[part[m]])  # the (m+1)-th largest stale gain
+            top = part[:m]
+        else:
+            vals, inds = torch.topk(gain, m + 1)
+            bound, top = float(vals[m]), inds[:m]
+        top_G = ops.f64_of(Fx[top])  # (m, d)
+        top_Z = ops.zeros(m, _BLOCK)  # f_i · u_s for the pending u's
+
+    def flush():
+        nonlocal c
+        if c:
+            U = pending[:c].T  # (d, c)
+            if ops.cpu:
+                E = ops.mm(Fx, U.astype(Fx.dtype))  # (n, c): the one pass over F per block
+                corr = np.square(E, out=E).sum(1, dtype=np.float64)
+            else:
+                corr = (F @ U.to(F.dtype)).square_().sum(1, dtype=torch.float64)
+            xp.subtract(gain, q2 * corr, out=gain)
+            xp.maximum(gain, floor, out=gain)  # clamp residuals at 0; picked items stay -inf
+            c = 0
+        refresh_top()
+
+    refresh_top()
     for _ in range(k):
-        j = int(xp.argmax(gain))  # first maximum: lowest index wins ties
+        j = -1
+        if c and top is not None:
+            exact = gain[top] - q2[top] * (top_Z[:, :c] ** 2).sum(1)
+            best = float(exact.max())
+            if best > bound and best > 0:
+                ties = top[ops.host(exact == best)] if ops.cpu else top[exact == best]
+                j = int(ties.min())  # lowest index wins ties
+        if j < 0:
+            flush()
+            j = int(xp.argmax(gain))  # first maximum: lowest index wins ties
         if not float(gain[j]) > 0:
             return picks, log_det, _why_no_gain(ops.host(q2), picks)
         fj = ops.f64_of(Fx[j])
@@ -324,13 +391,12 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
         proj.add(u)
         floor[j] = -math.inf
         gain[j] = -math.inf
-        torch.mv(F, ops.tensor(ops.cast(u, Fx)), out=e_t)  # the one pass over F
-        if e64 is not e:
-            e64[:] = e
-        xp.square(e64, out=e64)
-        xp.multiply(e64, q2, out=e64)
-        xp.subtract(gain, e64, out=gain)
-        xp.maximum(gain, floor, out=gain)  # clamp residuals at 0; picked items stay -inf
+        pending[c] = u
+        if top is not None:
+            top_Z[:, c] = ops.mm(top_G, u)
+        c += 1
+        if c == _BLOCK:
+            flush()
         bar.update()
     return picks, log_det, "budget"
 
