@@ -30,6 +30,12 @@ DPP features: z-score each embedding column over the candidate set, then L2-norm
 rank(F) ≤ d) the DPP is rerun on the remaining candidates until k are picked, as the authors do;
 ``dpp_passes`` counts the runs and ``dpp_log_det`` is the log det of the first run's picks.
 
+Options (all optional; a method ignores those it does not use): ``start``, ``end``, ``schedule``,
+``power`` (pacing; curriculum uses ``start`` only), ``alpha`` and ``previous`` (trend term;
+``previous`` is d_{e−1} as an (n,) array in row order or a scores DataFrame matched on
+``sample_id``), ``ridge``, ``dpp_mode`` ("exact" | "stochastic"), ``delta`` (stochastic sample
+size), ``quality_floor`` (1e-6). The DPP runs on CUDA when present.
+
 Randomness comes from ``numpy.random.default_rng([seed, round_index])``: the same seed gives the
 same selection, and different rounds of one run draw differently.
 
@@ -265,7 +271,6 @@ def _dpp_pick(candidates, X, difficulty, k, opts, rng, info) -> np.ndarray:
             mode=opts["dpp_mode"],
             delta=opts["delta"],
             seed=int(rng.integers(2**63 - 1)),
-            device="cpu",
             return_info=True,
         )
         if info["dpp_passes"] == 0:
