@@ -121,7 +121,7 @@ def run_strategy(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     pacing.percentile(round_index, rounds)  # validates round_index / rounds
-    ids, difficulty = _check_scores(scores)
+    ids, difficulty = _check_scores(scores, used=method not in ("random", "full"))
     n = len(ids)
     k = resolve_budget(budget, n)
     X = _check_embeddings(embeddings, n) if method in _NEEDS_EMBEDDINGS else None
@@ -288,7 +288,8 @@ def _dpp_pick(candidates, X, difficulty, k, opts, rng, info) -> np.ndarray:
     return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
 
 
-def _check_scores(scores) -> tuple[np.ndarray, np.ndarray]:
+def _check_scores(scores, *, used: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, difficulty)``; when the method ignores difficulty (random, full) NaN is accepted."""
     if not isinstance(scores, pd.DataFrame):
         raise ValueError(f"scores must be a pandas DataFrame, got {type(scores).__name__}")
     missing = [c for c in ("sample_id", "difficulty") if c not in scores.columns]
@@ -300,6 +301,8 @@ def _check_scores(scores) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"scores has duplicate sample_id values, e.g. {scores['sample_id'][dup].iloc[0]!r}"
         )
+    if not used:
+        return ids, scores["difficulty"].to_numpy(dtype=np.float64)
     difficulty = pacing.as_difficulty(scores["difficulty"].to_numpy(), "scores['difficulty']")
     return ids, difficulty
 

@@ -1,6 +1,6 @@
 """Run the project in a scratch folder with parameter overrides (tests, benchmarks, experiments).
 
-A workspace is a copy of ``conf/`` and ``pyproject.toml`` plus an empty ``data/`` tree, so every
+A workspace is a copy of ``conf/base`` and ``pyproject.toml`` plus empty ``src/`` and ``data/`` trees, so every
 relative path (data layers, ``mlflow.db``) lands inside it and the repository stays untouched.
 """
 
@@ -29,6 +29,7 @@ def make_workspace(dest: str | Path, parameters: dict | None = None, *, source: 
     shutil.copytree(source / "conf" / "base", dest / "conf" / "base", dirs_exist_ok=True)
     (dest / "conf" / "local").mkdir(parents=True, exist_ok=True)
     shutil.copy2(source / "pyproject.toml", dest / "pyproject.toml")
+    (dest / "src").mkdir(exist_ok=True)  # Kedro wants the source dir; the installed package is used
     for layer in LAYERS:
         (dest / "data" / layer).mkdir(parents=True, exist_ok=True)
     if parameters:
@@ -61,7 +62,7 @@ def run_pipeline(
         bootstrap_project(workspace)
         try:
             with KedroSession.create(project_path=workspace, runtime_params=runtime_params) as session:
-                return session.run(pipeline_name=pipeline, **run_kwargs)
+                return session.run(pipeline_names=[pipeline] if pipeline else None, **run_kwargs)
         finally:
             # kedro-mlflow can leave its run on mlflow's active-run stack (also when a node fails);
             # close it so the next run in this process opens its own.
