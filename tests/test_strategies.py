@@ -171,6 +171,15 @@ def test_random_ignores_scores_and_full_takes_everything(pool):
     assert sel["sample_id"].tolist() != scores["sample_id"].tolist()  # shuffled
 
 
+def test_random_and_full_accept_a_never_scored_pool(pool):
+    scores = pool[0].assign(difficulty=np.nan)
+    for method, size in (("random", 30), ("full", N)):
+        sel, info = run_strategy(method, scores, None, round_index=0, rounds=1, budget=30, seed=0)
+        assert len(sel) == size and sel["difficulty"].isna().all() and info["finite"] == 0
+    with pytest.raises(ValueError, match="NaN"):
+        run_strategy("spl", scores, None, round_index=0, rounds=1, budget=30, seed=0)
+
+
 def test_trend_term_from_previous_scores_table(pool):
     scores = pool[0]
     rng = np.random.default_rng(2)

@@ -14,8 +14,9 @@ Methods (k = the round budget; "eligible" = :func:`p3_pruning.pacing.eligible`):
   round (the strategy itself is the same; only its input differs).
 - ``spl``: threshold, then k uniformly at random from the eligible set.
 - ``dpp``: greedy MAP over every finite-difficulty sample (no threshold).
-- ``random``: k uniformly at random from the whole pool (scores are not looked at).
-- ``full``: the whole pool in a seeded shuffled order; the budget is ignored.
+- ``random``: k uniformly at random from the whole pool (scores are not looked at; difficulty may
+  be NaN for a pool that was never scored).
+- ``full``: the whole pool in a seeded shuffled order; the budget is ignored (NaN difficulty ok).
 - ``curriculum``: static easy→hard windows on base-model difficulty. Round e's window is the
   samples with difficulty ≤ the W_e-th percentile (finite values), W_e = start + (100 − start)·e/(E−1)
   (W = 100 when E = 1), so the first round sees the easiest ``start`` % and the last round the whole
