@@ -157,6 +157,14 @@ def test_k_larger_than_pool_and_k_zero():
     assert len(idx) == 0 and log_det == 0.0
 
 
+def test_accepts_tensors_that_require_grad_and_empty_pools():
+    F = torch.randn(30, 5, requires_grad=True)
+    idx, _ = greedy_map(F, torch.rand(30), 4)
+    assert len(idx) == 4
+    idx, log_det, info = greedy_map(np.zeros((0, 5)), None, 3, return_info=True)
+    assert len(idx) == 0 and log_det == 0.0 and info["stop_reason"] == "pool"
+
+
 def test_never_builds_the_n_by_n_kernel():
     # a dense kernel for n = 300,000 would need 720 GB
     F = np.random.default_rng(5).standard_normal((300_000, 4), dtype=np.float32)

@@ -61,7 +61,7 @@ _NUMPY_ON_CPU = True  # tests switch it off to run the torch code path (the CUDA
 
 
 def _to_tensor(x, device: torch.device) -> torch.Tensor:
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
     return t.to(device)
 
 
