@@ -88,7 +88,7 @@ def fit_head(model, tokenizer, samples, beta=2.0):
 @pytest.fixture(scope="module")
 def trained():
     model, tok = tiny()
-    samples = make_samples(12)
+    samples = make_samples(10)
     return fit_head(model, tok, samples), tok, samples
 
 
@@ -118,9 +118,17 @@ def test_one_pass_matches_per_action_reference(trained):
 
 def test_chunking_and_batching_do_not_change_results(trained):
     model, tokenizer, samples = trained
+    samples = samples.iloc[:6]
     base, emb = score_samples(model, tokenizer, samples, progress=False)
     one, emb1 = score_samples(
-        model, tokenizer, samples, token_budget=1, chunk_tokens=7, vocab_chunk=5000, progress=False
+        model,
+        tokenizer,
+        samples,
+        token_budget=1,
+        chunk_tokens=7,
+        vocab_chunk=5000,
+        prefix_cache=False,
+        progress=False,
     )
     np.testing.assert_allclose(
         np.concatenate(base["action_probs"].tolist()),
@@ -205,3 +213,18 @@ def test_embeddings_match_reference_hidden_states_and_prompt_probs(trained):
         want = np.zeros(30)
         want[: len(prompt_p)] = prompt_p
         np.testing.assert_allclose(by_mode["prompt_probs"][b], want, rtol=1e-4, atol=1e-7)
+
+
+def test_shared_system_prefix_is_cached_and_verified(trained):
+    from p3_pruning.scoring import _Policy, common_prefix_len
+
+    model, tokenizer, samples = trained
+    seqs = [encode(tokenizer, row)[0] for _, row in samples.iterrows()]
+    shared = common_prefix_len(seqs)
+    assert shared > 20 and len({tuple(s[:shared]) for s in seqs}) == 1
+    assert len({s[shared] for s in seqs}) > 1  # the longest one
+    assert common_prefix_len([[1, 2, 3], [1, 2, 3, 4]]) == 2  # one token always left to run
+    policy = _Policy(model, autocast=True)
+    with torch.inference_mode():
+        policy.set_prefix(seqs[0][:shared], seqs[0])
+    assert policy.prefix_cache is not None, "the reference test must exercise the cached path"

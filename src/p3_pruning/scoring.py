@@ -31,6 +31,8 @@ failure: padded positions are masked and never scored, so any id (eos, else 0) p
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +54,7 @@ MAX_LENGTH = 1024
 TOKEN_BUDGET = 8192
 CHUNK_TOKENS = 512
 N_PROMPT_PROBS = 30
+MIN_PREFIX = 8  # shortest shared prefix worth caching
 EMBEDS = ("prompt", "response", "all", "prompt_probs")
 SCORE_COLUMNS = [
     "sample_id",
@@ -184,7 +187,12 @@ def length_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]
 class _Policy:
     """The model split into body (last hidden state) and output layer, so logits can be computed for
     chosen positions only. Falls back to the model's own full forward when the split does not
-    reproduce the model's logits (e.g. logit soft-capping, prompt-tuning adapters)."""
+    reproduce the model's logits (e.g. logit soft-capping, prompt-tuning adapters).
+
+    With ``set_prefix``, the token prefix every sample shares (the chat template's system turn) is
+    run once and its key/value cache reused by every batch: causal attention makes the prefix's
+    states the same in every sample, so this only removes repeated work.
+    """
 
     def __init__(self, model, autocast: bool):
         self.model = model
@@ -195,6 +203,9 @@ class _Policy:
         self.body = body if body is not None and body is not lm else None
         self.head = lm.get_output_embeddings()
         self.split = self.body is not None and self.head is not None
+        self.prefix_cache = self.prefix_hidden = None
+        params = inspect.signature(self.body.forward).parameters if self.body is not None else {}
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
         self.low_precision = False
         self.autocast = nullcontext
         if self.device.type == "cuda" and autocast:
@@ -203,6 +214,7 @@ class _Policy:
             self.low_precision = True
         elif next(model.parameters()).dtype != torch.float32:
             self.low_precision = True
+        self.tol = 2e-2 if self.low_precision else 1e-3
 
     def check_split(self, ids: list[int]) -> None:
         """Compare body + head with the model's own logits on a few tokens; fall back if they differ."""
@@ -212,9 +224,8 @@ class _Policy:
         with self.autocast():
             full = self.model(input_ids=x, use_cache=False).logits.float()
             mine = self.head(self.body(input_ids=x, use_cache=False).last_hidden_state).float()
-        tol = 2e-2 if self.low_precision else 1e-3
         same = full.shape == mine.shape and torch.allclose(
-            full.log_softmax(-1), mine.log_softmax(-1), atol=tol, rtol=0
+            full.log_softmax(-1), mine.log_softmax(-1), atol=self.tol, rtol=0
         )
         if not same:
             log.info(
@@ -222,17 +233,63 @@ class _Policy:
             )
             self.split = False
 
+    def set_prefix(self, prefix: list[int], probe: list[int]) -> None:
+        """Cache the shared ``prefix`` once; keep it only if it reproduces ``probe``'s hidden states."""
+        if not self.split:
+            return
+        try:
+            with self.autocast():
+                x = torch.tensor([prefix], device=self.device)
+                out = self.body(input_ids=x, use_cache=True)
+                cache = out.get("cache")  # named past_key_values before transformers 5
+                self.prefix_cache = cache if cache is not None else out.get("past_key_values")
+                self.prefix_hidden = out.last_hidden_state
+                n = min(len(probe), len(prefix) + 16)
+                y = torch.tensor([probe[:n]], device=self.device)
+                full = self.body(input_ids=y, use_cache=False).last_hidden_state.float()
+                mine = self._body(y, torch.ones_like(y)).float()
+            ok = full.shape == mine.shape and torch.allclose(
+                full, mine, atol=self.tol, rtol=self.tol
+            )
+        except Exception as exc:  # noqa: BLE001 - a model whose cache we cannot reuse
+            log.info("Prefix cache unusable (%s): running every prefix", exc)
+            ok = False
+        if not ok:
+            self.prefix_cache = self.prefix_hidden = None
+
+    def _body(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.prefix_cache is None:
+            return self.body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        B, P = ids.shape[0], self.prefix_hidden.shape[1]
+        cache = copy.deepcopy(self.prefix_cache)
+        cache.batch_repeat_interleave(B)
+        rest = self.body(
+            input_ids=ids[:, P:], attention_mask=mask, use_cache=True, **{self.cache_arg: cache}
+        ).last_hidden_state
+        return torch.cat([self.prefix_hidden.expand(B, -1, -1).to(rest.dtype), rest], dim=1)
+
     def forward(self, ids: torch.Tensor, mask: torch.Tensor):
         """``(hidden (B,T,H), source, head)``: ``head(source[b, t])`` are the logits at position t."""
         if self.split:
-            hidden = self.body(
-                input_ids=ids, attention_mask=mask, use_cache=False
-            ).last_hidden_state
+            hidden = self._body(ids, mask)
             return hidden, hidden, self.head
         out = self.model(
             input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True
         )
         return out.hidden_states[-1], out.logits, None
+
+
+def common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest token prefix all ``seqs`` share, leaving each at least one more token."""
+    if not seqs:
+        return 0
+    first, n = seqs[0], min(map(len, seqs)) - 1
+    for seq in seqs[1:]:
+        k = 0
+        while k < n and seq[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
 
 
 def token_logprobs(
@@ -367,6 +424,7 @@ def score_samples(
     n_prompt_probs: int = N_PROMPT_PROBS,
     system: str | None = DEFAULT_SYSTEM,
     autocast: bool = True,
+    prefix_cache: bool = True,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Policy-driven difficulty and DPP embeddings of every sample, one teacher-forced pass each.
@@ -384,6 +442,8 @@ def score_samples(
         chunk_tokens / vocab_chunk: positions (and vocabulary entries) per output-layer chunk.
         system: system prompt for the chat template (as in training).
         autocast: bf16 (else fp16) autocast on CUDA.
+        prefix_cache: run the token prefix all samples share (system turn) once and reuse its
+            key/value cache (checked against a plain pass first; skipped if it differs).
 
     Returns:
         ``scores``: DataFrame in input row order with ``sample_id, difficulty, n_actions, n_tokens,
@@ -448,7 +508,11 @@ def score_samples(
     try:
         with torch.inference_mode():
             if encoded:
-                policy.check_split(next(iter(encoded.values())).input_ids)
+                probe = next(iter(encoded.values())).input_ids
+                policy.check_split(probe)
+                shared = common_prefix_len([e.input_ids for e in encoded.values()])
+                if prefix_cache and shared >= MIN_PREFIX:
+                    policy.set_prefix(probe[:shared], probe)
             keys = list(encoded)
             batches = length_batches([len(encoded[i].input_ids) for i in keys], int(token_budget))
             bar = tqdm(total=len(keys), desc="scoring", unit="sample", disable=not progress)
