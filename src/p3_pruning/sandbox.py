@@ -1087,7 +1087,9 @@ def _classify(code, sig, stderr, cpu, why_killed, limits: _Limits) -> tuple[str,
     if exc is not None:
         name, message = exc
         text = f"{name}: {message}" if message else name
-        if name == "MemoryError" or "[Errno 12]" in message:
+        # Under memory pressure the traceback itself can fail part-way and end in another
+        # exception; any MemoryError in it still means the memory limit was hit.
+        if name == "MemoryError" or "[Errno 12]" in message or "MemoryError" in stderr:
             return "memory", f"memory limit of {limits.memory_mb} MB reached ({text})"
         if message.startswith("sandbox: "):
             return "blocked", message[len("sandbox: ") :]
