@@ -10,8 +10,11 @@ exactly what the full teacher-forced pass sees at those positions, so one pass o
 response yields every p_k. We batch samples by length under a token budget, run the transformer
 body once, gather the hidden states of the scored positions only and apply the output layer to
 them in chunks (log-softmax + gather per chunk), so neither the prompt positions' full-vocabulary
-projection nor a ``B×T×V`` probability tensor is ever computed. The same pass gives the sample's
-embedding for the DPP.
+projection nor a ``B×T×V`` probability tensor is ever computed. The token prefix every sample
+shares (the chat template's system turn) is run once and its key/value cache reused by all
+batches. The same pass gives the sample's embedding for the DPP. A model whose logits are not
+``output_layer(last hidden state)`` (logit soft-capping, prompt-tuning adapters) is detected on a
+probe and scored through its own full forward instead, still with the chunked log-softmax.
 
 Token ↔ action rule: a response token belongs to every action whose characters its offset span
 overlaps. Tokens made only of separator characters (e.g. ``\\n``) are context and not scored; a
@@ -439,7 +442,8 @@ def score_samples(
             ``n_prompt_probs`` smallest prompt-token probabilities ascending, zero-padded, (n, 30).
         max_length: longest sequence fed; longer ones are truncated at an action boundary.
         token_budget: padded tokens per batch (B × T).
-        chunk_tokens / vocab_chunk: positions (and vocabulary entries) per output-layer chunk.
+        chunk_tokens / vocab_chunk: positions (and vocabulary entries) per output-layer chunk;
+            ``vocab_chunk`` applies when the output layer is a plain ``nn.Linear``.
         system: system prompt for the chat template (as in training).
         autocast: bf16 (else fp16) autocast on CUDA.
         prefix_cache: run the token prefix all samples share (system turn) once and reuse its
@@ -447,8 +451,9 @@ def score_samples(
 
     Returns:
         ``scores``: DataFrame in input row order with ``sample_id, difficulty, n_actions, n_tokens,
-        action_probs, status, reason, truncated``; ``embeddings``: (n, d) float32, zeros for
-        failed rows.
+        action_probs, status, reason, truncated`` (``n_tokens``: prompt + response + end-of-turn
+        before truncation; ``n_actions``/``action_probs``: the scored actions);
+        ``embeddings``: (n, d) float32, zeros for failed rows.
     """
     missing = [c for c in ("sample_id", "prompt", "response") if c not in samples.columns]
     if missing:
