@@ -35,7 +35,9 @@ def n_tokens(tokenizer, texts) -> int:
 def compare_stop(model, tokenizer, probe, label: str, opts: dict) -> None:
     """Decoding steps and seconds with and without the answer-line stop (best of two, alternating)."""
     steps = []
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft: the HF model
+    inner = (
+        model.get_base_model() if hasattr(model, "get_base_model") else model
+    )  # peft: the HF model
     hook = inner.register_forward_hook(lambda *_: steps.append(1))
     runs = {True: [], False: []}
     try:
@@ -115,6 +117,14 @@ def main() -> None:
     after_rows, after = timed(evaluate_generation, tuned, tokenizer, held_out, **opts)
     cheap_after = cheap_eval(tuned, tokenizer, held_out, progress=False)
     compare_stop(tuned, tokenizer, probe, "tuned", opts)
+    few_opts = dict(opts, batch_size=len(few))
+    (merged, t_merged), (unmerged, t_unmerged) = (
+        timed(generate, tuned, tokenizer, few, merge_lora=m, **few_opts) for m in (True, False)
+    )
+    print(
+        f"[tuned] generate 4 prompts: unmerged LoRA {t_unmerged:.1f} s vs merged copy {t_merged:.1f} s "
+        f"-> {t_unmerged / t_merged:.2f}x faster; identical outputs: {merged == unmerged}"
+    )
     print(
         f"train_round: {metrics['n_samples']} samples, {metrics['n_tokens']} tokens, {metrics['steps']} steps, "
         f"{t_train:.1f} s ({metrics['n_tokens'] / metrics['seconds']:.0f} tok/s), "

@@ -224,3 +224,33 @@ def test_cheap_eval_difficulty(tiny):
     assert 0.0 <= m["difficulty"] <= 1.0
     assert m["difficulty"] == pytest.approx(float(np.mean(scores["difficulty"])))
     assert m["n_failed"] == 0
+
+
+def test_lora_model_decodes_through_a_merged_copy(tiny):
+    from peft import PeftModel, get_peft_model
+
+    from p3_pruning.evaluation import merged_copy
+    from p3_pruning.training import lora_config
+
+    tokenizer = tiny[1]
+    base = untied_model(tokenizer)
+    peft_model = get_peft_model(base, lora_config(base, {"r": 4, "dropout": 0.0}))
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    peft_model.eval()
+    merged = merged_copy(peft_model)
+    assert not isinstance(merged, PeftModel) and isinstance(peft_model, PeftModel)
+    ids = torch.tensor([tokenizer("Compute 12 + 30", add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        torch.testing.assert_close(merged(ids).logits, peft_model(ids).logits, atol=1e-3, rtol=1e-3)
+    samples = _samples(4)
+    opts = dict(max_new_tokens=6, system=SYSTEM, stop_at_answer=False, progress=False)
+    fast = generate(peft_model, tokenizer, samples, merge_lora=True, **opts)
+    slow = generate(peft_model, tokenizer, samples, merge_lora=False, **opts)
+    assert fast == slow
+    assert hasattr(
+        peft_model.get_base_model().model.layers[0].self_attn.q_proj, "lora_A"
+    )  # still LoRA
