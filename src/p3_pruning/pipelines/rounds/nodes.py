@@ -77,8 +77,7 @@ def select(
         )
     options = {**pacing, **selection}
     if previous_scores is not None:
-        prev = previous_scores.set_index("sample_id")["difficulty"]
-        options["previous"] = scores["sample_id"].map(prev).to_numpy(dtype=np.float64)
+        options["previous"] = previous_scores  # matched on sample_id by the strategy
     start = time.perf_counter()
     chosen, info = strategies.run_strategy(
         method,
