@@ -16,6 +16,8 @@ import threading
 from fractions import Fraction
 from typing import Any
 
+from p3_pruning.data.sources import last_boxed  # noqa: F401 (part of the graders' API)
+
 # A final-answer line: "Answer: 42", "**Final answer:** 42", "## Answer: 42".
 ANSWER_LINE = re.compile(r"(?im)^[ \t>*#_]*(?:final[ \t]+)?answer[ \t*_]*:[ \t*_]*(\S[^\n]*)$")
 GSM_MARKER = re.compile(r"(?m)####[ \t]*(\S[^\n]*)$")
@@ -24,7 +26,6 @@ GSM_MARKER = re.compile(r"(?m)####[ \t]*(\S[^\n]*)$")
 _NUMBER = re.compile(
     r"(?:(?<![\w)\]])[-−])?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?|(?:(?<![\w)\]])[-−])?\.\d+"
 )
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 
 @dataclasses.dataclass
@@ -41,41 +42,21 @@ class Grade:
 # ----------------------------------------------------------------------------------------------
 # Extraction
 # ----------------------------------------------------------------------------------------------
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces included; ``\\boxed 5`` too."""
-    if not text:
-        return None
-    start = max(text.rfind(cmd) for cmd in _BOX_COMMANDS)
-    if start < 0:
-        return None
-    i = start + (len("\\boxed") if text.startswith("\\boxed", start) else len("\\fbox"))
-    if i < len(text) and text[i] == " ":  # "\boxed 5"
-        m = re.match(r" +([^\s$]+)", text[i:])
-        return m.group(1) if m else None
-    if i >= len(text) or text[i] != "{":
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{" and text[j - 1] != "\\":
-            depth += 1
-        elif text[j] == "}" and text[j - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None  # unclosed
-
-
 def boxed_end(text: str) -> int | None:
     """Index just after the first complete ``\\boxed{...}`` in ``text`` (None if there is none yet)."""
-    for m in re.finditer(r"\\(?:boxed|fbox)\{", text):
-        depth = 0
-        for j in range(m.end() - 1, len(text)):
-            if text[j] == "{" and text[j - 1] != "\\":
+    for m in re.finditer(r"\\(?:boxed|fbox)[ ]*\{", text):
+        depth, i = 0, m.end() - 1
+        while i < len(text):
+            if text[i] == "\\":  # escaped brace: content, not structure
+                i += 2
+                continue
+            if text[i] == "{":
                 depth += 1
-            elif text[j] == "}" and text[j - 1] != "\\":
+            elif text[i] == "}":
                 depth -= 1
                 if depth == 0:
-                    return j + 1
+                    return i + 1
+            i += 1
     return None
 
 
