@@ -66,8 +66,8 @@ class AnswerStop:
 
 def merged_copy(model):
     """For inference: a ``PeftModel`` with its LoRA folded into a copy of the base weights (a plain HF
-    model), else ``model`` itself. Unmerged LoRA adds two small matmuls per adapted layer and decodes
-    several times slower on CPU; the copy leaves the caller's model untouched (costs one model of memory)."""
+    model), else ``model`` itself. The caller's model is untouched; the copy costs one model of memory.
+    benchmarks/bench_train_eval.py measures merged vs unmerged decoding."""
     try:
         from peft import PeftModel
     except ImportError:  # pragma: no cover
@@ -100,7 +100,7 @@ def generate(
     batch_size: int = 16,
     system: str | None = DEFAULT_SYSTEM,
     stop_at_answer: bool = True,
-    merge_lora: bool = True,
+    merge_lora: bool = False,
     progress: bool = True,
 ) -> list[str]:
     """Greedy responses to ``samples["prompt"]``, in row order.
@@ -219,7 +219,7 @@ def evaluate_generation(
     batch_size: int = 16,
     system: str | None = DEFAULT_SYSTEM,
     stop_at_answer: bool = True,
-    merge_lora: bool = True,
+    merge_lora: bool = False,
     grade_options: dict | None = None,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
