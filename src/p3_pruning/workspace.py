@@ -52,10 +52,9 @@ def run_pipeline(
     workspace: str | Path, pipeline: str | None = None, *, runtime_params: dict | None = None, **run_kwargs
 ) -> dict:
     """``kedro run --pipeline`` inside ``workspace``; returns the free outputs of the run."""
+    import mlflow
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
-
-    import mlflow
 
     workspace = Path(workspace).resolve()
     with inside(workspace):

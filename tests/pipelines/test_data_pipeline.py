@@ -1,13 +1,12 @@
 """The ``data`` pipeline through a real KedroSession, in a copy of the project's config under tmp.
 
-The copy (pyproject.toml + conf/base, an empty src/ and data/) makes every output — Parquet files,
+The workspace (pyproject.toml + conf/base, an empty src/ and data/) makes every output — Parquet files,
 versions, the MLflow sqlite store — land in tmp_path, so the repository stays clean.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,19 +17,14 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from p3_pruning.data import QUARANTINE_COLUMNS, SAMPLE_COLUMNS, validate_samples
+from p3_pruning.workspace import make_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    path = tmp_path_factory.mktemp("project")
-    shutil.copy(ROOT / "pyproject.toml", path)
-    shutil.copytree(ROOT / "conf" / "base", path / "conf" / "base")
-    (path / "conf" / "local").mkdir()
-    (path / "src").mkdir()
-    for layer in ("01_raw", "02_intermediate", "03_primary"):
-        (path / "data" / layer).mkdir(parents=True)
+    path = make_workspace(tmp_path_factory.mktemp("project"))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(path)
         mp.setattr(sys, "path", list(sys.path))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
-from p3_pruning.pipelines.rounds.pipeline import METHODS, create_pipeline as rounds_pipeline, round_name
+from p3_pruning.pipelines.rounds.pipeline import METHODS, round_name
+from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
 
 from . import nodes
 
