@@ -31,12 +31,20 @@ def _model(model_params: dict, adapter: LoraAdapter | None = None):
     return model, tokenizer
 
 
-def score(pool: pd.DataFrame, model_params: dict, scoring: dict, adapter: LoraAdapter | None = None):
+def score(
+    pool: pd.DataFrame,
+    model_params: dict,
+    scoring: dict,
+    adapter: LoraAdapter | None = None,
+    *,
+    round_index: int,
+):
     """Score every pool sample with the current policy: difficulty per sample + embeddings."""
     model, tokenizer = _model(model_params, adapter)
     start = time.perf_counter()
     scores, embeddings = score_samples(model, tokenizer, pool, **scoring)
     seconds = time.perf_counter() - start
+    scores.insert(1, "round", round_index + 1)
     status = scores["status"].value_counts().to_dict()
     info = {
         "score_seconds": seconds,

@@ -61,7 +61,12 @@ def round_pipeline(method: str, round_index: int, rounds: int) -> Pipeline:
         if not first:
             score_inputs["adapter"] = "prev_adapter"
         steps.append(
-            Node(nodes.score, score_inputs, ["scores", "embeddings", "score_info"], name="score")
+            Node(
+                _bind(nodes.score, round_index=round_index),
+                score_inputs,
+                ["scores", "embeddings", "score_info"],
+                name="score",
+            )
         )
     elif method in SCORE_ONCE:
         # Static scores: the base model's, computed once in round 1.
