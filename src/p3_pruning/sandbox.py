@@ -339,6 +339,9 @@ def _launch(argv: list[str]) -> None:
     os.set_inheritable(status_fd, False)  # closes at exec; stays open if exec fails
     os.umask(0o022)
     layers = ["session", "rlimits", "scrubbed_env"]
+    # The real interpreter, resolved before any mount: a virtualenv's python is a link that may sit
+    # under /tmp, which the mount namespace replaces with an empty tmpfs.
+    python = os.path.realpath(sys.executable)
     try:
         if uid is not None and not 0 < uid < 2**32 - 1:
             raise ValueError(f"sandbox uid {uid} is not an ordinary uid")
@@ -385,10 +388,10 @@ def _launch(argv: list[str]) -> None:
             guards.append("fs")
         if guards:
             layers.append("audit_hook:" + "+".join(guards))
-        boot = [sys.executable, *_PYTHON_FLAGS, "-c", _BOOTSTRAP, cfg["mode"], ",".join(guards)]
+        boot = [python, *_PYTHON_FLAGS, "-c", _BOOTSTRAP, cfg["mode"], ",".join(guards)]
         boot += argv[len(_LAUNCH_ARGS) :]
         os.write(status_fd, f"ready {','.join(layers)}\n".encode())
-        os.execve(sys.executable, boot, dict(os.environ))
+        os.execve(python, boot, dict(os.environ))
     except BaseException as exc:  # report to the parent; never run the program half-contained
         try:
             os.write(status_fd, f"error {','.join(layers)} {type(exc).__name__}: {exc}\n".encode())
@@ -467,7 +470,8 @@ class SandboxResult:
     most ``max_output_bytes`` each (``*_truncated`` tells). ``returncode`` is the exit code, or minus
     the signal number when a signal ended the program (``term_signal``). ``wall_s``: seconds from
     spawn to exit, sandbox setup included; ``cpu_s``: user + system CPU seconds of the program;
-    ``max_rss_mb``: its peak resident memory. ``uid``: the throw-away uid it ran as (None when it
+    ``max_rss_mb``: its peak resident memory, never less than the caller's own resident size at spawn
+    (Linux carries that high-water mark across fork and exec). ``uid``: the throw-away uid it ran as (None when it
     kept the caller's). ``isolation`` names the active layers.
     """
 
