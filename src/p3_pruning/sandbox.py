@@ -1093,7 +1093,10 @@ def _classify(code, sig, stderr, cpu, why_killed, limits: _Limits) -> tuple[str,
         text = f"{name}: {message}" if message else name
         # Under memory pressure the traceback itself can fail part-way and end in another
         # exception; any MemoryError in it still means the memory limit was hit.
-        if name == "MemoryError" or "[Errno 12]" in message or "MemoryError" in stderr:
+        # CPython reports some failed allocations (deep frames under RLIMIT_AS) as a SystemError
+        # without an exception; the sandboxed program runs the stdlib only, so that is memory.
+        starved = name == "SystemError" and "without exception set" in message
+        if name == "MemoryError" or "[Errno 12]" in message or "MemoryError" in stderr or starved:
             return "memory", f"memory limit of {limits.memory_mb} MB reached ({text})"
         if message.startswith("sandbox: "):
             return "blocked", message[len("sandbox: ") :]
