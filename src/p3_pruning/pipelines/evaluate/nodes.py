@@ -8,7 +8,7 @@ import pandas as pd
 
 from p3_pruning.adapters import LoraAdapter
 from p3_pruning.evaluation import evaluate_generation
-from p3_pruning.pipelines.rounds.nodes import _model
+from p3_pruning.pipelines.rounds.nodes import policy_model
 
 
 def final_evaluate(
@@ -20,7 +20,7 @@ def final_evaluate(
     method: str,
 ):
     """Generate on the eval set with the final adapter (or the base model) and grade every answer."""
-    model, tokenizer = _model(model_params, adapter)
+    model, tokenizer = policy_model(model_params, adapter)
     start = time.perf_counter()
     per_sample, summary = evaluate_generation(model, tokenizer, eval_set, **generation)
     seconds = time.perf_counter() - start

@@ -22,7 +22,7 @@ from p3_pruning.training import train_round  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-def _model(model_params: dict, adapter: LoraAdapter | None = None):
+def policy_model(model_params: dict, adapter: LoraAdapter | None = None):
     """Base model (fresh from disk: peft edits modules in place) with ``adapter`` applied, if any."""
     model, tokenizer = load_model(**model_params)
     if adapter is not None:
@@ -40,7 +40,7 @@ def score(
     round_index: int,
 ):
     """Score every pool sample with the current policy: difficulty per sample + embeddings."""
-    model, tokenizer = _model(model_params, adapter)
+    model, tokenizer = policy_model(model_params, adapter)
     start = time.perf_counter()
     scores, embeddings = score_samples(model, tokenizer, pool, **scoring)
     seconds = time.perf_counter() - start
@@ -146,7 +146,7 @@ def evaluate_round(eval_set: pd.DataFrame, adapter: LoraAdapter, model_params: d
     max_samples = options.pop("max_samples", None)
     if max_samples is not None:
         eval_set = eval_set.head(int(max_samples))  # the split already shuffled it (seeded)
-    model, tokenizer = _model(model_params, adapter)
+    model, tokenizer = policy_model(model_params, adapter)
     start = time.perf_counter()
     metrics = cheap_eval(model, tokenizer, eval_set, **options)
     return {**{f"eval_{k}": v for k, v in metrics.items()}, "eval_seconds": time.perf_counter() - start}
