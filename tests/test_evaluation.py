@@ -14,6 +14,7 @@ from p3_pruning.evaluation import (
     cheap_eval,
     evaluate_generation,
     generate,
+    greedy_decode,
     response_nll,
     summarize,
 )
@@ -89,6 +90,61 @@ def test_left_padded_batches_match_one_by_one(tiny):
     assert batched == single
     assert len(set(batched)) == 4  # outputs depend on the (differently padded) prompts
     assert tokenizer.padding_side == "right" and not model.training
+
+
+def test_greedy_decode_drops_finished_rows_and_matches_hf_generate(tiny):
+    """Rows that end early (eos or the stop rule) leave the batch; the others' tokens do not change."""
+    from p3_pruning.chat import prompt_text
+
+    tokenizer = tiny[1]
+    model = untied_model(tokenizer)
+    prompts = list(_samples(4)["prompt"]) + ["Say something long.", "Why?"]
+    texts = [prompt_text(tokenizer, p, system=SYSTEM) for p in prompts]
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = "right"
+    width, n_new = enc["input_ids"].shape[1], 12
+    with torch.inference_mode():
+        reference = model.generate(
+            **enc, max_new_tokens=n_new, do_sample=False, eos_token_id=None, pad_token_id=0
+        )[:, width:].tolist()
+    eos = reference[0][4]  # row 0 ends at its fifth token; others may meet it too, or never
+    stop_token = reference[1][2]
+
+    def expected(row):
+        out = []
+        for t in row:
+            if t == eos:
+                break
+            out.append(t)
+            if t == stop_token:
+                break
+        return out
+
+    batch_sizes = []
+    hook2 = model.model.register_forward_pre_hook(
+        lambda _m, _a, kw: batch_sizes.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        got = greedy_decode(
+            model,
+            enc["input_ids"],
+            enc["attention_mask"],
+            max_new_tokens=n_new,
+            eos_token_id=eos,
+            stop=lambda ids: ids[-1] == stop_token,
+        )
+    finally:
+        hook2.remove()
+    assert got == [expected(r) for r in reference]
+    assert len(got[0]) <= 4 and len(got[1]) <= 3 and len({len(r) for r in got}) > 1
+    # finished rows left the batch: the batch only shrinks, and ends smaller than it started
+    assert batch_sizes[0] == 6 and batch_sizes == sorted(batch_sizes, reverse=True)
+    assert batch_sizes[-1] < 6 and len(batch_sizes) == max(len(r) for r in got) + (
+        0 if max(len(r) for r in got) == n_new else 1
+    )
 
 
 def test_generation_stops_at_the_answer_line(tiny):

@@ -1,7 +1,8 @@
 """Evaluation: batched greedy generation + graders (accuracy tables), and cheap forward-only metrics.
 
 Kedro-free.
-- ``generate(model, tokenizer, samples) -> list[str]``: greedy, chat template, left padding, stops at eos or
+- ``generate(model, tokenizer, samples) -> list[str]``: greedy (own KV-cache loop that drops finished
+  rows from the batch), chat template, left padding, stops at eos or
   once a complete final-answer line is written.
 - ``evaluate_generation(model, tokenizer, samples) -> (per_sample, summary)``.
 - ``cheap_eval(model, tokenizer, samples) -> dict``: response NLL / perplexity and mean P3 difficulty.
@@ -10,6 +11,7 @@ Kedro-free.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 
@@ -40,8 +42,9 @@ def _model_device(model) -> torch.device:
 # Generation
 # ----------------------------------------------------------------------------------------------
 class AnswerStop:
-    """Per-sequence stopping criterion: a row is done once its new text holds a complete final answer
-    (``Answer: ...\\n``, ``#### ...\\n`` or a closed ``\\boxed{}``). Returns a (batch,) bool tensor."""
+    """Per-sequence stopping criterion (HF ``StoppingCriteria`` protocol): a row is done once its new
+    text holds a complete final answer (``Answer: ...\\n``, ``#### ...\\n`` or a closed ``\\boxed{}``).
+    Returns a (batch,) bool tensor. :func:`greedy_decode` applies the same rule row by row."""
 
     def __init__(self, tokenizer, prompt_width: int):
         self.tokenizer = tokenizer
@@ -51,17 +54,96 @@ class AnswerStop:
     def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
         if self.done is None:
             self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        last = self.tokenizer.batch_decode(input_ids[:, -1:])
-        for i, piece in enumerate(last):
-            # An answer can only become complete on a token holding a newline or a closing brace.
-            if self.done[i] or ("\n" not in piece and "}" not in piece):
-                continue
-            text = self.tokenizer.decode(
-                input_ids[i, self.prompt_width :], skip_special_tokens=True
-            )
-            if answer_end(text) is not None:
+        for i in range(input_ids.shape[0]):
+            if not self.done[i] and answer_complete(
+                self.tokenizer, input_ids[i, self.prompt_width :].tolist()
+            ):
                 self.done[i] = True
         return self.done.clone()
+
+
+def answer_complete(tokenizer, new_ids: list[int]) -> bool:
+    """Whether the generated ids ``new_ids`` hold a complete final answer. Only their last token is
+    decoded unless it holds a newline or a closing brace (the only tokens that can complete one)."""
+    if not new_ids:
+        return False
+    piece = tokenizer.decode(new_ids[-1:])
+    if "\n" not in piece and "}" not in piece:
+        return False
+    return answer_end(tokenizer.decode(new_ids, skip_special_tokens=True)) is not None
+
+
+def _accepts(model, name: str) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return name in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - exotic forward
+        return False
+
+
+@torch.inference_mode()
+def greedy_decode(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int | None,
+    stop=None,
+) -> list[list[int]]:
+    """Greedy decoding of a left-padded batch with a KV cache; returns each row's new token ids
+    (without the eos that ended it).
+
+    A row ends at ``eos_token_id``, after ``max_new_tokens`` or once ``stop(row_new_ids)`` is true;
+    finished rows leave the batch (their cache rows are dropped), so a batch costs what its rows
+    need, not ``batch × longest row``. Same tokens as ``model.generate`` with greedy search.
+    """
+    batch, width = input_ids.shape
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    kwargs = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    cache_arg = "cache" if _accepts(model, "cache") else "past_key_values"  # renamed in transformers 5
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        **kwargs,
+    )
+    cache = out.get("cache", out.get("past_key_values"))
+    can_prune = hasattr(cache, "batch_select_indices")
+    new: list[list[int]] = [[] for _ in range(batch)]
+    rows = torch.arange(batch, device=input_ids.device)  # batch row -> sample row
+    live = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
+    last = position_ids[:, -1]
+    mask = attention_mask
+    while True:
+        token = out.logits[:, -1].argmax(-1)
+        for j, (row, alive, t) in enumerate(zip(rows.tolist(), live.tolist(), token.tolist())):
+            if not alive:
+                continue
+            if t == eos_token_id:
+                live[j] = False
+                continue
+            new[row].append(t)
+            if len(new[row]) >= max_new_tokens or (stop is not None and stop(new[row])):
+                live[j] = False
+        if not live.any():
+            return new
+        if can_prune and not live.all():
+            keep = live.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, token, last, mask = rows[keep], token[keep], last[keep], mask[keep]
+            live = live[keep]
+        last = last + 1
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        out = model(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=last[:, None],
+            use_cache=True,
+            **kwargs,
+            **{cache_arg: cache},
+        )
 
 
 def merged_copy(model):
@@ -97,7 +179,7 @@ def generate(
     samples: pd.DataFrame,
     *,
     max_new_tokens: int = 256,
-    batch_size: int = 16,
+    batch_size: int = 64,
     system: str | None = DEFAULT_SYSTEM,
     stop_at_answer: bool = True,
     merge_lora: bool = False,
@@ -110,8 +192,6 @@ def generate(
     answer line is complete; the text is cut right after that answer. ``merge_lora``: decode a
     ``PeftModel`` through a merged copy (see :func:`merged_copy`).
     """
-    from transformers import GenerationConfig, StoppingCriteriaList
-
     _check_prompts(samples)
     if max_new_tokens < 1 or batch_size < 1:
         raise ValueError(
@@ -123,14 +203,7 @@ def generate(
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     order = np.argsort(-np.asarray(lengths), kind="stable")
     device = _model_device(model)
-    eos = tokenizer.eos_token_id
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
-        eos_token_id=eos,
-    )
+    stop = (lambda ids: answer_complete(tokenizer, ids)) if stop_at_answer else None
     out: list[str | None] = [None] * len(texts)
     caller = model
     if merge_lora:
@@ -147,12 +220,16 @@ def generate(
                 padding=True,
                 return_tensors="pt",
             ).to(device)
-            width = enc["input_ids"].shape[1]
-            stops = StoppingCriteriaList([AnswerStop(tokenizer, width)]) if stop_at_answer else None
-            with torch.inference_mode():
-                generated = model.generate(**enc, generation_config=config, stopping_criteria=stops)
-            for row, i in enumerate(batch):
-                text = tokenizer.decode(generated[row, width:], skip_special_tokens=True)
+            new_ids = greedy_decode(
+                model,
+                enc["input_ids"],
+                enc["attention_mask"],
+                max_new_tokens=max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id,
+                stop=stop,
+            )
+            for ids, i in zip(new_ids, batch):
+                text = tokenizer.decode(ids, skip_special_tokens=True)
                 if stop_at_answer:
                     end = answer_end(text)
                     text = text[:end] if end is not None else text
@@ -216,7 +293,7 @@ def evaluate_generation(
     samples: pd.DataFrame,
     *,
     max_new_tokens: int = 256,
-    batch_size: int = 16,
+    batch_size: int = 64,
     system: str | None = DEFAULT_SYSTEM,
     stop_at_answer: bool = True,
     merge_lora: bool = False,
