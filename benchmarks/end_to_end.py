@@ -20,27 +20,39 @@ from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--pool", type=int, default=320)
     parser.add_argument("--eval", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--workdir", default=None, help="keep the workspace here (default: a temp dir)")
+    parser.add_argument(
+        "--workdir", default=None, help="keep the workspace here (default: a temp dir)"
+    )
     args = parser.parse_args()
 
     params = {
         "seed": args.seed,
         "rounds": args.rounds,
         "budget": args.budget,
-        "model": {"name_or_path": args.model, "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
-        "data": {"default": {"n": args.pool + args.eval, "seed": args.seed}, "split": {"eval_size": args.eval}},
+        "model": {
+            "name_or_path": args.model,
+            "cache_dir": str(PROJECT_ROOT / "data" / "06_models"),
+        },
+        "data": {
+            "default": {"n": args.pool + args.eval, "seed": args.seed},
+            "split": {"eval_size": args.eval},
+        },
     }
     root = Path(args.workdir or tempfile.mkdtemp(prefix="p3-e2e-"))
     ws = make_workspace(root, params)
-    print(f"workspace {ws}  model={args.model} pool={args.pool} eval={args.eval} "
-          f"rounds={args.rounds} budget={args.budget}")
+    print(
+        f"workspace {ws}  model={args.model} pool={args.pool} eval={args.eval} "
+        f"rounds={args.rounds} budget={args.budget}"
+    )
     run_pipeline(ws, "data")
 
     seconds, accuracy = {}, {}
@@ -49,13 +61,19 @@ def main() -> None:
         run_pipeline(ws, method)
         seconds[method] = time.perf_counter() - start
         run_pipeline(ws, "compare", namespaces=[f"{method}.final"])  # its final evaluation only
-        latest = sorted((ws / "data/08_reporting" / method / "final" / "metrics.json").glob("*/metrics.json"))[-1]
+        latest = sorted(
+            (ws / "data/08_reporting" / method / "final" / "metrics.json").glob("*/metrics.json")
+        )[-1]
         accuracy[method] = json.loads(latest.read_text())["accuracy"]
         print(f"{method:>5}: rounds {seconds[method]:8.1f} s   accuracy {accuracy[method]:.3f}")
 
-    print(f"wall-time ratio p3/full (rounds only): {seconds['p3'] / seconds['full']:.3f}  (goal ≤ 0.6)")
-    print(f"accuracy p3 {accuracy['p3']:.3f} vs full {accuracy['full']:.3f} "
-          f"(Δ {accuracy['p3'] - accuracy['full']:+.3f})")
+    print(
+        f"wall-time ratio p3/full (rounds only): {seconds['p3'] / seconds['full']:.3f}  (goal ≤ 0.6)"
+    )
+    print(
+        f"accuracy p3 {accuracy['p3']:.3f} vs full {accuracy['full']:.3f} "
+        f"(Δ {accuracy['p3'] - accuracy['full']:+.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -95,7 +95,9 @@ def test_gguf_conversion_matches_gguf_model_and_is_cached(tmp_path):
     model, tokenizer = load_model(SMOLLM2, cache_dir=tmp_path)
     assert model.dtype == torch.float32
     assert not getattr(model.config, "quantization_config", None)
-    reference = AutoModelForCausalLM.from_pretrained(_gguf_dir(), gguf_file=_GGUF_FILE, dtype=torch.float32)
+    reference = AutoModelForCausalLM.from_pretrained(
+        _gguf_dir(), gguf_file=_GGUF_FILE, dtype=torch.float32
+    )
     ids = tokenizer("What is 12 + 7?", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         ours, theirs = model(ids).logits, reference(ids).logits

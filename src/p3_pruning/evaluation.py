@@ -101,7 +101,9 @@ def greedy_decode(
     batch, width = input_ids.shape
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     kwargs = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    cache_arg = "cache" if _accepts(model, "cache") else "past_key_values"  # renamed in transformers 5
+    cache_arg = (
+        "cache" if _accepts(model, "cache") else "past_key_values"
+    )  # renamed in transformers 5
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -118,7 +120,8 @@ def greedy_decode(
     mask = attention_mask
     while True:
         token = out.logits[:, -1].argmax(-1)
-        for j, (row, alive, t) in enumerate(zip(rows.tolist(), live.tolist(), token.tolist())):
+        states = zip(rows.tolist(), live.tolist(), token.tolist(), strict=True)
+        for j, (row, alive, t) in enumerate(states):
             if not alive:
                 continue
             if t == eos_token_id:
@@ -228,7 +231,7 @@ def generate(
                 eos_token_id=tokenizer.eos_token_id,
                 stop=stop,
             )
-            for ids, i in zip(new_ids, batch):
+            for ids, i in zip(new_ids, batch, strict=True):
                 text = tokenizer.decode(ids, skip_special_tokens=True)
                 if stop_at_answer:
                     end = answer_end(text)

@@ -98,7 +98,9 @@ def convert_smollm2(cache_dir: str | Path | None = None) -> Path:
     plain.tie_weights()
     tokenizer = smollm2_tokenizer(cache_dir)
 
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent if target.parent.exists() else None))
+    tmp = Path(
+        tempfile.mkdtemp(prefix=".convert-", dir=target.parent if target.parent.exists() else None)
+    )
     plain.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     # The default run evaluates P3's last adapter only: the base model's reference evaluation
     # (in `evaluate` and `compare`) rambles to the token limit and would double the CPU time.
     pipelines["__default__"] = (
-        pipelines["data"] + pipelines["p3"] + evaluate.create_pipeline(("p3",), n_rounds, include_base=False)
+        pipelines["data"]
+        + pipelines["p3"]
+        + evaluate.create_pipeline(("p3",), n_rounds, include_base=False)
     )
     return pipelines

@@ -15,16 +15,26 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LAYERS = (
-    "01_raw", "02_intermediate", "03_primary", "04_feature",
-    "05_model_input", "06_models", "07_model_output", "08_reporting",
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
 )
 
 
-def make_workspace(dest: str | Path, parameters: dict | None = None, *, source: Path = PROJECT_ROOT) -> Path:
+def make_workspace(
+    dest: str | Path, parameters: dict | None = None, *, source: Path = PROJECT_ROOT
+) -> Path:
     """Copy the project's config into ``dest`` and write ``parameters`` to ``conf/local/parameters.yml``."""
     dest = Path(dest)
     if not (source / "conf" / "base").is_dir():
-        raise FileNotFoundError(f"no conf/base under {source}: make_workspace needs a source checkout")
+        raise FileNotFoundError(
+            f"no conf/base under {source}: make_workspace needs a source checkout"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source / "conf" / "base", dest / "conf" / "base", dirs_exist_ok=True)
     (dest / "conf" / "local").mkdir(parents=True, exist_ok=True)
@@ -33,7 +43,9 @@ def make_workspace(dest: str | Path, parameters: dict | None = None, *, source: 
     for layer in LAYERS:
         (dest / "data" / layer).mkdir(parents=True, exist_ok=True)
     if parameters:
-        (dest / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump(parameters, sort_keys=False))
+        (dest / "conf" / "local" / "parameters.yml").write_text(
+            yaml.safe_dump(parameters, sort_keys=False)
+        )
     return dest
 
 
@@ -49,7 +61,11 @@ def inside(path: str | Path):
 
 
 def run_pipeline(
-    workspace: str | Path, pipeline: str | None = None, *, runtime_params: dict | None = None, **run_kwargs
+    workspace: str | Path,
+    pipeline: str | None = None,
+    *,
+    runtime_params: dict | None = None,
+    **run_kwargs,
 ) -> dict:
     """``kedro run --pipeline`` inside ``workspace``; returns the free outputs of the run."""
     import mlflow
@@ -60,7 +76,9 @@ def run_pipeline(
     with inside(workspace):
         bootstrap_project(workspace)
         try:
-            with KedroSession.create(project_path=workspace, runtime_params=runtime_params) as session:
+            with KedroSession.create(
+                project_path=workspace, runtime_params=runtime_params
+            ) as session:
                 return session.run(pipeline_names=[pipeline] if pipeline else None, **run_kwargs)
         finally:
             # kedro-mlflow can leave its run on mlflow's active-run stack (also when a node fails);

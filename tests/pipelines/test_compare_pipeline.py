@@ -72,8 +72,12 @@ def test_rounds_write_versioned_outputs_in_their_layers(compared):
         for e in (1, 2):
             base = f"{method}/round_{e}"
             assert len(versions(compared, f"data/05_model_input/{base}/selection.parquet")) == 1
-            assert (latest(compared, f"data/06_models/{base}/adapter") / "adapter_config.json").exists()
-            summary = json.loads(latest(compared, f"data/08_reporting/{base}/summary.json").read_text())
+            assert (
+                latest(compared, f"data/06_models/{base}/adapter") / "adapter_config.json"
+            ).exists()
+            summary = json.loads(
+                latest(compared, f"data/08_reporting/{base}/summary.json").read_text()
+            )
             assert summary["method"] == method and summary["round"] == e
     # only rescoring methods score after round 1; static scores come from the base model once
     assert (compared / "data/04_feature/p3/round_2/scores.parquet").exists()
@@ -83,7 +87,9 @@ def test_rounds_write_versioned_outputs_in_their_layers(compared):
 
 def test_p3_selects_only_eligible_and_static_reuses_base_scores(compared):
     for e in (1, 2):
-        sel = pd.read_parquet(latest(compared, f"data/05_model_input/p3/round_{e}/selection.parquet"))
+        sel = pd.read_parquet(
+            latest(compared, f"data/05_model_input/p3/round_{e}/selection.parquet")
+        )
         scores = pd.read_parquet(latest(compared, f"data/04_feature/p3/round_{e}/scores.parquet"))
         assert len(sel) == BUDGET and sel["sample_id"].is_unique
         assert (sel["difficulty"] <= sel["threshold"]).all()
@@ -114,9 +120,18 @@ def test_mlflow_has_a_child_run_per_method_round_with_metrics(compared):
             assert {"selection.csv"} <= artifacts
         assert f"{method}/accuracy" in compare_parent[0].data.metrics
     p3 = by_name["p3.round_2"].data.metrics
-    for key in ("threshold", "eligible", "difficulty_q50", "overlap_prev", "score_seconds", "dpp_log_det"):
+    for key in (
+        "threshold",
+        "eligible",
+        "difficulty_q50",
+        "overlap_prev",
+        "score_seconds",
+        "dpp_log_det",
+    ):
         assert key in p3, key
-    assert "difficulty_histogram.png" in {a.path for a in client.list_artifacts(by_name["p3.round_1"].info.run_id)}
+    assert "difficulty_histogram.png" in {
+        a.path for a in client.list_artifacts(by_name["p3.round_1"].info.run_id)
+    }
     report_files = {a.path for a in client.list_artifacts(parent_id, "report")}
     assert "report/report.csv" in report_files
 
@@ -151,7 +166,9 @@ def test_resume_after_a_failed_round_matches_an_uninterrupted_run(tmp_path, monk
     assert len(versions(broken, "data/06_models/p3/round_1/adapter")) == 1
     for e in (1, 2):
         rel = f"data/05_model_input/p3/round_{e}/selection.parquet"
-        pd.testing.assert_frame_equal(pd.read_parquet(latest(clean, rel)), pd.read_parquet(latest(broken, rel)))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(latest(clean, rel)), pd.read_parquet(latest(broken, rel))
+        )
     a = json.loads(latest(clean, "data/07_model_output/p3/round_2/eval_info.json").read_text())
     b = json.loads(latest(broken, "data/07_model_output/p3/round_2/eval_info.json").read_text())
     assert a["eval_nll"] == pytest.approx(b["eval_nll"], rel=1e-6)
@@ -161,7 +178,10 @@ def test_kedro_viz_builds_with_rounds_as_namespaces(tmp_path):
     ws = make_workspace(tmp_path / "viz", TINY)
     proc = subprocess.run(
         [sys.executable, "-m", "kedro", "viz", "build"],
-        cwd=ws, capture_output=True, text=True, timeout=300,
+        cwd=ws,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**__import__("os").environ, "KEDRO_DISABLE_TELEMETRY": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

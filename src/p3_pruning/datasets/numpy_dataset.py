@@ -27,7 +27,9 @@ class NumpyDataset(AbstractVersionedDataset[np.ndarray, np.ndarray]):
           versioned: true
     """
 
-    def __init__(self, *, filepath: str, version: Version | None = None, metadata: dict | None = None):
+    def __init__(
+        self, *, filepath: str, version: Version | None = None, metadata: dict | None = None
+    ):
         protocol, path = get_protocol_and_path(filepath, version)
         self._protocol = protocol
         self._fs = fsspec.filesystem(protocol)
@@ -46,7 +48,9 @@ class NumpyDataset(AbstractVersionedDataset[np.ndarray, np.ndarray]):
 
     def save(self, data: np.ndarray) -> None:
         if not isinstance(data, np.ndarray):
-            raise TypeError(f"NumpyDataset({self._filepath}) expects a numpy array, got {type(data).__name__}")
+            raise TypeError(
+                f"NumpyDataset({self._filepath}) expects a numpy array, got {type(data).__name__}"
+            )
         path = get_filepath_str(self._get_save_path(), self._protocol)
         self._fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
         with self._fs.open(path, "wb") as f:

@@ -31,7 +31,11 @@ def report_table(rounds: pd.DataFrame, finals: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for method, final in finals.items():
         per_round = rounds[rounds["method"] == method]
-        row = {"method": method, "accuracy": _num(final.get("accuracy")), "n_eval": final.get("n_eval")}
+        row = {
+            "method": method,
+            "accuracy": _num(final.get("accuracy")),
+            "n_eval": final.get("n_eval"),
+        }
         row["samples_used"] = int(per_round["selected"].sum()) if "selected" in per_round else 0
         for column in ("score_seconds", "select_seconds", "train_seconds", "eval_seconds"):
             row[column] = float(per_round[column].fillna(0).sum()) if column in per_round else 0.0
@@ -68,9 +72,21 @@ def threshold_plot(rounds: pd.DataFrame):
         g = group.sort_values("round")
         line = ax.plot(g["round"], g["difficulty_q50"], marker="o", label=f"{method} median")[0]
         if "difficulty_q25" in g and "difficulty_q75" in g:
-            ax.fill_between(g["round"], g["difficulty_q25"], g["difficulty_q75"], color=line.get_color(), alpha=0.15)
+            ax.fill_between(
+                g["round"],
+                g["difficulty_q25"],
+                g["difficulty_q75"],
+                color=line.get_color(),
+                alpha=0.15,
+            )
         if "threshold" in g and g["threshold"].notna().any():
-            ax.plot(g["round"], g["threshold"], linestyle="--", color=line.get_color(), label=f"{method} threshold")
+            ax.plot(
+                g["round"],
+                g["threshold"],
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{method} threshold",
+            )
     ax.set_xlabel("round")
     ax.set_ylabel("difficulty")
     ax.set_title("Pool difficulty (median, IQR) and threshold per round")

@@ -13,7 +13,11 @@ BASE = "base"
 
 def final_pipeline(method: str, rounds: int) -> Pipeline:
     """Evaluate ``method``'s last-round adapter (``base``: the untuned model)."""
-    inputs = {"eval_set": "eval_set", "model_params": "params:model", "generation": "params:generation"}
+    inputs = {
+        "eval_set": "eval_set",
+        "model_params": "params:model",
+        "generation": "params:generation",
+    }
     mapping = {"eval_set": "eval_set"}
     if method != BASE:
         inputs["adapter"] = "adapter"
@@ -33,7 +37,9 @@ def final_pipeline(method: str, rounds: int) -> Pipeline:
     )
 
 
-def create_pipeline(methods=("p3",), rounds: int = 3, include_base: bool = True, **kwargs) -> Pipeline:
+def create_pipeline(
+    methods=("p3",), rounds: int = 3, include_base: bool = True, **kwargs
+) -> Pipeline:
     """Final evaluation of ``methods`` (and of the base model as the reference)."""
     targets = [*methods, BASE] if include_base else list(methods)
     return sum((final_pipeline(m, rounds) for m in targets), Pipeline([]))

@@ -116,8 +116,16 @@ def select_unscored(
     """``select`` for methods that need no scores."""
     scores, embeddings = unscored(pool)
     return select(
-        scores, embeddings, pacing, selection, budget, seed, configured_rounds,
-        method=method, round_index=round_index, rounds=rounds,
+        scores,
+        embeddings,
+        pacing,
+        selection,
+        budget,
+        seed,
+        configured_rounds,
+        method=method,
+        round_index=round_index,
+        rounds=rounds,
     )
 
 
@@ -133,14 +141,20 @@ def finetune(
     model, tokenizer = load_model(**model_params)
     missing = set(chosen["sample_id"]) - set(pool["sample_id"])
     if missing:
-        raise KeyError(f"selection names {len(missing)} sample_id(s) not in the train pool, e.g. {sorted(missing)[:3]}")
+        raise KeyError(
+            f"selection names {len(missing)} sample_id(s) not in the train pool, e.g. {sorted(missing)[:3]}"
+        )
     batch = pool.set_index("sample_id").loc[chosen["sample_id"]].reset_index()
-    new_adapter, metrics = train_round(model, tokenizer, batch, adapter=adapter, seed=seed, **training)
+    new_adapter, metrics = train_round(
+        model, tokenizer, batch, adapter=adapter, seed=seed, **training
+    )
     info = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in metrics.items()}
     return new_adapter, info
 
 
-def evaluate_round(eval_set: pd.DataFrame, adapter: LoraAdapter, model_params: dict, options: dict) -> dict:
+def evaluate_round(
+    eval_set: pd.DataFrame, adapter: LoraAdapter, model_params: dict, options: dict
+) -> dict:
     """Cheap held-out metrics under the round's adapter (forward passes only)."""
     options = dict(options)
     max_samples = options.pop("max_samples", None)
@@ -149,7 +163,10 @@ def evaluate_round(eval_set: pd.DataFrame, adapter: LoraAdapter, model_params: d
     model, tokenizer = policy_model(model_params, adapter)
     start = time.perf_counter()
     metrics = cheap_eval(model, tokenizer, eval_set, **options)
-    return {**{f"eval_{k}": v for k, v in metrics.items()}, "eval_seconds": time.perf_counter() - start}
+    return {
+        **{f"eval_{k}": v for k, v in metrics.items()},
+        "eval_seconds": time.perf_counter() - start,
+    }
 
 
 def overlap(current: pd.DataFrame, previous: pd.DataFrame | None) -> float:
@@ -204,7 +221,10 @@ def summarize(
     d = scores["difficulty"].to_numpy(dtype=float)
     finite = d[np.isfinite(d)]
     quantiles = (
-        {f"difficulty_q{int(q * 100):02d}": float(np.quantile(finite, q)) for q in (0.1, 0.25, 0.5, 0.75, 0.9)}
+        {
+            f"difficulty_q{int(q * 100):02d}": float(np.quantile(finite, q))
+            for q in (0.1, 0.25, 0.5, 0.75, 0.9)
+        }
         if len(finite)
         else {}
     )
@@ -217,7 +237,9 @@ def summarize(
         **eval_info,
         **quantiles,
         "difficulty_mean": float(finite.mean()) if len(finite) else float("nan"),
-        "selected_difficulty_mean": float(np.nanmean(chosen["difficulty"])) if chosen["difficulty"].notna().any() else float("nan"),
+        "selected_difficulty_mean": float(np.nanmean(chosen["difficulty"]))
+        if chosen["difficulty"].notna().any()
+        else float("nan"),
         "overlap_prev": overlap(chosen, previous),
     }
     summary = {k: _plain(v) for k, v in summary.items()}

@@ -57,7 +57,11 @@ def round_pipeline(method: str, round_index: int, rounds: int) -> Pipeline:
     mapping: dict[str, str] = {}
 
     if scored_here:
-        score_inputs = {"pool": "train_pool", "model_params": "params:model", "scoring": "params:scoring"}
+        score_inputs = {
+            "pool": "train_pool",
+            "model_params": "params:model",
+            "scoring": "params:scoring",
+        }
         if not first:
             score_inputs["adapter"] = "prev_adapter"
         steps.append(
@@ -95,7 +99,12 @@ def round_pipeline(method: str, round_index: int, rounds: int) -> Pipeline:
         if method in RESCORE and not first:
             select_inputs["previous_scores"] = "prev_scores"  # for the optional trend term
         steps.append(
-            Node(_bind(nodes.select, **bound), select_inputs, ["selection", "select_info"], name="select")
+            Node(
+                _bind(nodes.select, **bound),
+                select_inputs,
+                ["selection", "select_info"],
+                name="select",
+            )
         )
 
     finetune_inputs = {
@@ -111,7 +120,12 @@ def round_pipeline(method: str, round_index: int, rounds: int) -> Pipeline:
     steps.append(
         Node(
             nodes.evaluate_round,
-            {"eval_set": "eval_set", "adapter": "adapter", "model_params": "params:model", "options": "params:cheap_eval"},
+            {
+                "eval_set": "eval_set",
+                "adapter": "adapter",
+                "model_params": "params:model",
+                "options": "params:cheap_eval",
+            },
             "eval_info",
             name="evaluate",
         )
@@ -130,7 +144,12 @@ def round_pipeline(method: str, round_index: int, rounds: int) -> Pipeline:
     if not first:
         summary_inputs["previous"] = "prev_selection"
     steps.append(
-        Node(_bind(nodes.summarize, **where), summary_inputs, ["summary", "difficulty_histogram"], name="summarize")
+        Node(
+            _bind(nodes.summarize, **where),
+            summary_inputs,
+            ["summary", "difficulty_histogram"],
+            name="summarize",
+        )
     )
 
     if prev is not None:
