@@ -4,7 +4,7 @@ Runs, in a scratch workspace: the `data` pipeline, then P3's rounds and their fi
 `full`'s rounds and final evaluation. Prints the rounds' wall time of each method (scoring + selection
 + training + cheap eval), their ratio (goal ≤ 0.6 at a 25 % budget) and both accuracies.
 
-    .venv/bin/python benchmarks/end_to_end.py                       # SmolLM2-135M, CPU: ~25 min
+    .venv/bin/python benchmarks/end_to_end.py                       # SmolLM2-135M, CPU: ~35 min
     .venv/bin/python benchmarks/end_to_end.py --model tiny-random --pool 48 --eval 16   # smoke run
 """
 
@@ -24,7 +24,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--pool", type=int, default=320)
+    parser.add_argument("--pool", type=int, default=200)
     parser.add_argument("--eval", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=0.25)

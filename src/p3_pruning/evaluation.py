@@ -98,52 +98,52 @@ def greedy_decode(
     finished rows leave the batch (their cache rows are dropped), so a batch costs what its rows
     need, not ``batch × longest row``. Same tokens as ``model.generate`` with greedy search.
     """
-    batch, width = input_ids.shape
+    batch = input_ids.shape[0]
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     kwargs = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    cache_arg = (
-        "cache" if _accepts(model, "cache") else "past_key_values"
-    )  # renamed in transformers 5
+    with_positions = _accepts(model, "position_ids")
+    cache_arg = "cache" if _accepts(model, "cache") else "past_key_values"  # renamed in v5
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
-        position_ids=position_ids,
         use_cache=True,
+        **({"position_ids": position_ids} if with_positions else {}),
         **kwargs,
     )
     cache = out.get("cache", out.get("past_key_values"))
     can_prune = hasattr(cache, "batch_select_indices")
     new: list[list[int]] = [[] for _ in range(batch)]
-    rows = torch.arange(batch, device=input_ids.device)  # batch row -> sample row
-    live = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
+    rows = list(range(batch))  # batch row -> sample row
+    live = [True] * batch
     last = position_ids[:, -1]
     mask = attention_mask
     while True:
         token = out.logits[:, -1].argmax(-1)
-        states = zip(rows.tolist(), live.tolist(), token.tolist(), strict=True)
-        for j, (row, alive, t) in enumerate(states):
-            if not alive:
+        for j, t in enumerate(token.tolist()):
+            if not live[j]:
                 continue
             if t == eos_token_id:
                 live[j] = False
                 continue
-            new[row].append(t)
-            if len(new[row]) >= max_new_tokens or (stop is not None and stop(new[row])):
+            ids = new[rows[j]]
+            ids.append(t)
+            if len(ids) >= max_new_tokens or (stop is not None and stop(ids)):
                 live[j] = False
-        if not live.any():
+        if not any(live):
             return new
-        if can_prune and not live.all():
-            keep = live.nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            rows, token, last, mask = rows[keep], token[keep], last[keep], mask[keep]
-            live = live[keep]
+        if can_prune and not all(live):
+            keep = [j for j, alive in enumerate(live) if alive]
+            index = torch.tensor(keep, device=input_ids.device)
+            cache.batch_select_indices(index)
+            token, last, mask = token[index], last[index], mask[index]
+            rows, live = [rows[j] for j in keep], [True] * len(keep)
         last = last + 1
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         out = model(
             input_ids=token[:, None],
             attention_mask=mask,
-            position_ids=last[:, None],
             use_cache=True,
+            **({"position_ids": last[:, None]} if with_positions else {}),
             **kwargs,
             **{cache_arg: cache},
         )

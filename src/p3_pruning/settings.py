@@ -4,9 +4,9 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-from p3_pruning.hooks import MlflowRoundsHook, SeedHook
+from p3_pruning.hooks import MlflowRoundsHook, ReleaseMemoryHook, SeedHook
 
-HOOKS = (SeedHook(), MlflowRoundsHook())
+HOOKS = (SeedHook(), MlflowRoundsHook(), ReleaseMemoryHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
