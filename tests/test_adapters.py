@@ -209,3 +209,21 @@ def test_dataset_from_catalog_config(tmp_path):
     adapter = _random_adapter(9)
     catalog.save("p3.round_1.adapter", adapter)
     assert _same(catalog.load("p3.round_1.adapter"), adapter)
+
+
+def test_policy_model_merges_the_adapter_for_inference_nodes():
+    """Forward-only nodes get a plain model with the adapter folded in: same logits as through peft."""
+    from peft import PeftModel
+
+    from p3_pruning.pipelines.rounds.nodes import policy_model
+
+    adapter = _random_adapter(seed=3)
+    params = {"name_or_path": "tiny-random", "seed": 0}
+    unmerged, tokenizer = policy_model(params, adapter)
+    merged, _ = policy_model(params, adapter, merge=True)
+    base, _ = policy_model(params)
+    assert isinstance(unmerged, PeftModel) and not isinstance(merged, PeftModel)
+    expected = _logits(unmerged, tokenizer)
+    assert not torch.allclose(expected, _logits(base, tokenizer), atol=1e-3)  # the adapter matters
+    torch.testing.assert_close(_logits(merged, tokenizer), expected, atol=1e-5, rtol=1e-5)
+    assert not merged.training

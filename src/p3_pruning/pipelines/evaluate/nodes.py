@@ -20,7 +20,7 @@ def final_evaluate(
     method: str,
 ):
     """Generate on the eval set with the final adapter (or the base model) and grade every answer."""
-    model, tokenizer = policy_model(model_params, adapter)
+    model, tokenizer = policy_model(model_params, adapter, merge=True)
     start = time.perf_counter()
     per_sample, summary = evaluate_generation(model, tokenizer, eval_set, **generation)
     seconds = time.perf_counter() - start
