@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from p3_pruning.models import load_model
-from p3_pruning.scoring import TOKEN_BUDGET, encode, length_batches, score_samples
+from p3_pruning.scoring import default_token_budget, encode, length_batches, score_samples
 
 
 def gsm_samples(n: int, seed: int) -> pd.DataFrame:
@@ -118,7 +118,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--token-budget", type=int, default=TOKEN_BUDGET)
+    parser.add_argument(
+        "--token-budget", type=int, default=None, help="default: the scorer's for the device"
+    )
     parser.add_argument("--group", type=int, default=25, help="samples per interleaved group")
     parser.add_argument(
         "--authors-every", type=int, default=5, help="authors' procedure on every k-th sample"
@@ -128,6 +130,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, tok = load_model(args.model, device="cpu")
+    if args.token_budget is None:
+        args.token_budget = default_token_budget(model)  # the scorer's and the bare forward's
     samples = gsm_samples(args.n, args.seed)
     encoded = [encode(tok, row) for _, row in samples.iterrows()]
     n_tokens = sum(len(ids) for ids, _ in encoded)

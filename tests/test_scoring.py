@@ -8,7 +8,9 @@ import pytest
 
 from p3_pruning.chat import encode_pair
 from p3_pruning.scoring import (
+    TOKEN_BUDGET,
     ScoringError,
+    default_token_budget,
     encode,
     length_batches,
     score_samples,
@@ -262,3 +264,11 @@ def test_a_failing_batch_is_retried_in_halves_and_only_the_culprit_fails(scored,
     assert again.loc[bad, "reason"].str.contains("out of memory").all()
     assert np.isinf(again.loc[bad, "difficulty"]).all() and np.all(emb[bad.to_numpy()] == 0)
     np.testing.assert_allclose(again.loc[~bad, "difficulty"], scores.loc[~bad, "difficulty"])
+
+
+def test_default_token_budget_follows_the_device_and_batching_does_not_change_scores(scored):
+    model, tok, samples, (scores, embeddings) = scored
+    assert default_token_budget(model) == TOKEN_BUDGET["cpu"]
+    again, emb = score_samples(model, tok, samples, progress=False)  # default budget: other batches
+    np.testing.assert_allclose(again["difficulty"], scores["difficulty"], atol=1e-5)
+    np.testing.assert_allclose(emb, embeddings, atol=1e-5)
