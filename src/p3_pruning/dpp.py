@@ -40,7 +40,7 @@ each step draws (seeded) a random subset of ceil((n / k) · log(1 / delta)) rema
 takes the best of them, with exact gains through P in O(d²) each; no per-step pass over F. The
 subsets of up to ``_BLOCK`` consecutive steps are drawn together so that their P-parts are one
 matrix product; each step adds the rank-1 terms picked since (a candidate picked meanwhile is
-dropped from the later subsets of its block).
+masked out of the later subsets of its block).
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ class _Ops:
     def host(self, a) -> np.ndarray:
         return a if self.cpu else a.cpu().numpy()
 
+    def mv(self, a, v):
+        """a @ v for a 2-D a and a 1-D v: numpy's gemv on CPU (faster here than torch.mv for d×d)."""
+        return a @ v
+
     def mm(self, a, b):
         """a @ b for a 2-D a and a 1-D or 2-D b; on CPU through torch (MKL) on numpy views,
         which here runs small products many times faster than numpy's threaded BLAS."""
@@ -131,11 +135,11 @@ class _Projector:
 
     def apply(self, f):
         """P f for f (d,) float64."""
-        mm = self.ops.mm
-        out = mm(self.P, f)
+        mv = self.ops.mv
+        out = mv(self.P, f)
         if self.count:
             b = self.buf[: self.count]
-            out += mm(b.T, mm(b, f))
+            out += mv(b.T, mv(b, f))
         return out
 
     def quad_rows(self, G):
@@ -429,7 +433,7 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
     The subsets of the next steps up to the projector's next flush (≤ ``_BLOCK`` steps) are drawn
     together, and their quadratic forms against the flushed P computed in one (b·s, d) x (d, d)
     product on ``threads`` threads; each step then adds only the pending rank-1 terms (s x |buffer|).
-    A candidate picked earlier in its block is dropped from the later subsets it was drawn into.
+    A candidate picked earlier in its block is masked out of the later subsets it was drawn into.
     """
     n, d = F.shape
     Fx = ops.arr(F)
@@ -445,33 +449,9 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
     picked = np.zeros(n, dtype=bool)
     picks: list[int] = []
     log_det = 0.0
-    block: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (ids, rows, P-part) per step
 
-    def draw_block(steps: int) -> None:
-        ids = []
-        for _ in range(steps):
-            if m > size:
-                ids.append(np.sort(pool[rng.choice(m, size=size, replace=False)]))
-            else:
-                ids.append(np.sort(pool[:m]))
-        rows = ops.take(Fx, np.concatenate(ids))
-        if ops.cpu:
-            torch.set_num_threads(threads)
-        try:
-            base = ops.host(proj.quad_rows(rows))  # proj.count == 0: the P part only
-        finally:
-            if ops.cpu:
-                torch.set_num_threads(1)
-        start = 0
-        for part in ids:
-            end = start + len(part)
-            block.append((part, rows[start:end], base[start:end]))
-            start = end
-        block.reverse()  # pop() from the end
-
-    def gains(idx: np.ndarray, exact: bool = False) -> np.ndarray:
-        G = ops.take(Fx, idx)
-        r = sqh[idx] + ridge - ops.host(proj.quad_rows(ops.f64_of(G) if exact else G))
+    def gains(idx: np.ndarray) -> np.ndarray:
+        r = sqh[idx] + ridge - ops.host(proj.quad_rows(ops.f64_of(ops.take(Fx, idx))))
         return q2h[idx] * np.maximum(r, 0.0)
 
     def residual(j: int):
@@ -479,39 +459,62 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
         pf = proj.apply(fj)
         return fj, pf, float(sqh[j]) + ridge - float(fj @ pf)
 
-    for _ in range(k):
+    while len(picks) < k:
         if m == 0:
             return picks, log_det, _why_no_gain(q2h, picks)
-        if not block:
-            draw_block(min(_BLOCK - proj.count, k - len(picks)))
-        idx, rows, base = block.pop()
-        fresh = ~picked[idx]
-        if not fresh.all():  # some were picked earlier in this block
-            idx, rows, base = idx[fresh], ops.take(rows, np.flatnonzero(fresh)), base[fresh]
-        res = sqh[idx] + ridge - base - ops.host(proj.quad_buffer(rows))
-        g = q2h[idx] * np.maximum(res, 0.0)
-        b = int(np.argmax(g)) if len(g) else -1  # first maximum: lowest index wins ties
-        if b >= 0:
+        steps = min(_BLOCK - proj.count, k - len(picks))
+        if m > size:
+            ids = np.stack([rng.choice(m, size=size, replace=False) for _ in range(steps)])
+            ids = np.sort(pool[ids], axis=1)
+        else:  # every remaining candidate, at every step of the block
+            ids = np.broadcast_to(np.sort(pool[:m]), (steps, m))
+        s = ids.shape[1]
+        rows = ops.take(Fx, ids.reshape(-1))
+        if ops.cpu:
+            torch.set_num_threads(threads)
+        try:
+            base = ops.host(proj.quad_rows(rows))  # proj.count == 0: the P part only
+        finally:
+            if ops.cpu:
+                torch.set_num_threads(1)
+        flat = ids.reshape(-1)
+        const = (sqh[flat] + ridge - base).reshape(steps, s)  # residuals as of the flushed P
+        weight = q2h[flat].reshape(steps, s)
+        first = len(picks)
+        for t in range(steps):
+            idx = ids[t]
+            if proj.count:
+                g = weight[t] * (const[t] - ops.host(proj.quad_buffer(rows[t * s : (t + 1) * s])))
+            else:
+                g = weight[t] * const[t]
+            if len(picks) > first:
+                g[picked[idx]] = -math.inf  # picked earlier in this block
+            b = int(np.argmax(g))  # first maximum: lowest index wins ties (idx is sorted)
             j = int(idx[b])
-            fj, pf, r = residual(j)
-        if b < 0 or not (g[b] > 0 and r > tol):
-            # the sample holds no usable item: look at every remaining candidate before stopping
-            p = _best_remaining(pool[:m], lambda c: gains(c, exact=True))
-            if p < 0:
-                return picks, log_det, "rank"
-            j = int(pool[p])
-            fj, pf, r = residual(j)
-            if r <= tol:
-                return picks, log_det, "rank"
-        picks.append(j)
-        picked[j] = True
-        log_det += math.log(q2h[j] * r)
-        proj.add((fj - pf) / math.sqrt(r))
-        m -= 1
-        p, last = where[j], pool[m]  # swap-remove j from pool[:m]
-        pool[p], pool[m] = last, j
-        where[last], where[j] = p, m
-        bar.update()
+            usable = g[b] > 0
+            if usable:
+                fj, pf, r = residual(j)
+                usable = r > tol
+            if not usable:
+                # the sample holds no usable item: look at every remaining candidate before stopping
+                p = _best_remaining(pool[:m], gains)
+                if p < 0:
+                    return picks, log_det, "rank"
+                j = int(pool[p])
+                fj, pf, r = residual(j)
+                if r <= tol:
+                    return picks, log_det, "rank"
+            picks.append(j)
+            picked[j] = True
+            log_det += math.log(q2h[j] * r)
+            proj.add((fj - pf) / math.sqrt(r))
+            m -= 1
+            p, last = where[j], pool[m]  # swap-remove j from pool[:m]
+            pool[p], pool[m] = last, j
+            where[last], where[j] = p, m
+            bar.update()
+            if m == 0:
+                break
     return picks, log_det, "budget"
 
 
