@@ -208,6 +208,40 @@ def test_stochastic_is_deterministic_per_seed_and_close_to_exact(ridge):
     assert la == pytest.approx(_logdet(F, q, ridge, a), rel=1e-6)
 
 
+@pytest.mark.parametrize(
+    "n, k, dtype, saves",
+    [(3000, 600, np.float32, True), (1500, 400, np.float64, True), (300, 290, np.float32, False)],
+)
+def test_stochastic_lazy_subsets_give_the_same_picks_with_fewer_evaluations(
+    monkeypatch, n, k, dtype, saves
+):
+    # the gain bounds may only skip candidates that cannot be a subset's best; the last case runs
+    # out of pool (m <= sample size: every remaining item is a candidate at every step)
+    rng = np.random.default_rng(12)
+    F = unit_rows(rng, n, 16).astype(dtype)
+    q = quality_with_ties_and_zeros(rng, n)
+    evaluated = []
+    quad_rows = dpp._Projector.quad_rows
+
+    def counting(self, G):
+        evaluated.append(G.shape[0])
+        return quad_rows(self, G)
+
+    monkeypatch.setattr(dpp._Projector, "quad_rows", counting)
+    runs = {}
+    for lazy in (True, False):
+        monkeypatch.setattr(dpp, "_LAZY_STOCHASTIC", lazy)
+        evaluated.clear()
+        runs[lazy] = (
+            greedy_map(F, q, k, mode="stochastic", seed=5, return_info=True),
+            sum(evaluated),
+        )
+    (lazy_out, lazy_rows), (full_out, full_rows) = runs[True], runs[False]
+    np.testing.assert_array_equal(lazy_out[0], full_out[0])
+    assert lazy_out[1] == full_out[1] and lazy_out[2] == full_out[2]
+    assert lazy_rows < 0.8 * full_rows if saves else lazy_rows <= full_rows
+
+
 def _logdet(F, q, ridge, idx):
     G = F[idx].astype(np.float64)
     L = q[idx, None] * (G @ G.T + ridge * np.eye(len(idx))) * q[None, idx]

@@ -40,7 +40,10 @@ each step draws (seeded) a random subset of ceil((n / k) · log(1 / delta)) rema
 takes the best of them, with exact gains through P in O(d²) each; no per-step pass over F. The
 subsets of up to ``_BLOCK`` consecutive steps are drawn together so that their P-parts are one
 matrix product; each step adds the rank-1 terms picked since (a candidate picked meanwhile is
-masked out of the later subsets of its block).
+masked out of the later subsets of its block). Lazy within a subset: any gain computed earlier bounds
+that item's later gains, so the candidates whose bounds cannot reach the subset's best are skipped;
+the picks are those of evaluating every candidate (up to float32 near-ties: the bounds carry a 1e-5
+relative margin above the rounding of float32 quadratic forms).
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ MODES = ("exact", "stochastic")
 _BLOCK = 64  # rank-1 updates of P are buffered and applied as one (d, b) x (b, d) product
 # stale-best items whose exact gains are tracked between gain updates: n / 25, within [256, 8192]
 _LAZY_TOP = (256, 25, 8192)
+# margin of the stochastic mode's gain bounds, relative to q²(‖f‖² + ridge): (float32, float64)
+# rows; float32 quadratic forms over d ≤ a few thousand terms round well below 1e-5
+_LAZY_MARGIN = (1e-5, 1e-12)
+_LAZY_STOCHASTIC = True  # tests switch it off: every candidate of every subset is evaluated
 _CHUNK = 8192  # rows per chunk for the few full passes that need float64 temporaries
 _NUMPY_ON_CPU = True  # tests switch it off to run the torch code path (the CUDA one) on CPU
 
@@ -431,9 +438,15 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
     """Stochastic greedy: the best of a seeded random subset of the remaining candidates per step.
 
     The subsets of the next steps up to the projector's next flush (≤ ``_BLOCK`` steps) are drawn
-    together, and their quadratic forms against the flushed P computed in one (b·s, d) x (d, d)
-    product on ``threads`` threads; each step then adds only the pending rank-1 terms (s x |buffer|).
+    together, and their quadratic forms against the flushed P computed in one (b·h, d) x (d, d)
+    product on ``threads`` threads; each step then adds only the pending rank-1 terms (h x |buffer|).
     A candidate picked earlier in its block is masked out of the later subsets it was drawn into.
+
+    Lazy evaluation inside each subset: every gain computed so far bounds that item's later gains
+    (gains only shrink), so only the h candidates of a subset with the largest bounds enter the
+    block product. When the best of them does not beat the bound of the rest, the rest whose bound
+    reaches it are evaluated at that step. The pick is the subset's best either way (the bounds
+    carry a margin above the float32 rounding of the products); h follows the last block's needs.
     """
     n, d = F.shape
     Fx = ops.arr(F)
@@ -449,6 +462,11 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
     picked = np.zeros(n, dtype=bool)
     picks: list[int] = []
     log_det = 0.0
+    # upper bounds of the gains: the first is exact (P = 0); each evaluation lowers it, plus a
+    # margin well above the rounding of a float32 (or float64) quadratic form
+    margin = q2h * (sqh + ridge) * (_LAZY_MARGIN[Fx.dtype == ops.f64])
+    bound = q2h * (sqh + ridge) + margin
+    head = size  # candidates per subset in the block product
 
     def gains(idx: np.ndarray) -> np.ndarray:
         r = sqh[idx] + ridge - ops.host(proj.quad_rows(ops.f64_of(ops.take(Fx, idx))))
@@ -469,7 +487,16 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
         else:  # every remaining candidate, at every step of the block
             ids = np.broadcast_to(np.sort(pool[:m]), (steps, m))
         s = ids.shape[1]
-        rows = ops.take(Fx, ids.reshape(-1))
+        h = min(head, s)
+        ub = bound[ids]  # (steps, s), as of the block's start
+        if h < s:
+            order = np.argsort(-ub, axis=1, kind="stable")
+            cols = np.sort(order[:, :h], axis=1)  # ascending columns keep ids sorted
+            rest_ub = np.take_along_axis(ub, order[:, h : h + 1], axis=1)[:, 0]
+            cand = np.take_along_axis(ids, cols, axis=1)
+        else:
+            cols, rest_ub, cand = None, np.full(steps, -math.inf), ids
+        rows = ops.take(Fx, cand.reshape(-1))
         if ops.cpu:
             torch.set_num_threads(threads)
         try:
@@ -477,21 +504,37 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
         finally:
             if ops.cpu:
                 torch.set_num_threads(1)
-        flat = ids.reshape(-1)
-        const = (sqh[flat] + ridge - base).reshape(steps, s)  # residuals as of the flushed P
-        weight = q2h[flat].reshape(steps, s)
+        flat = cand.reshape(-1)
+        const = (sqh[flat] + ridge - base).reshape(steps, h)  # residuals as of the flushed P
+        weight = q2h[flat].reshape(steps, h)
         first = len(picks)
+        needed = np.empty(steps, dtype=np.int64)
         for t in range(steps):
-            idx = ids[t]
+            idx = cand[t]
             if proj.count:
-                g = weight[t] * (const[t] - ops.host(proj.quad_buffer(rows[t * s : (t + 1) * s])))
+                g = weight[t] * (const[t] - ops.host(proj.quad_buffer(rows[t * h : (t + 1) * h])))
             else:
                 g = weight[t] * const[t]
             if len(picks) > first:
                 g[picked[idx]] = -math.inf  # picked earlier in this block
             b = int(np.argmax(g))  # first maximum: lowest index wins ties (idx is sorted)
+            best = float(g[b])
+            bound[idx] = np.minimum(bound[idx], np.maximum(g, 0.0) + margin[idx])
+            if cols is not None and not best > rest_ub[t]:  # the rest may hold a better one
+                rest = np.ones(s, dtype=bool)
+                rest[cols[t]] = False
+                rest &= ub[t] >= best
+                more = ids[t][rest]
+                if len(more):
+                    gm = gains(more)
+                    gm[picked[more]] = -math.inf
+                    bound[more] = np.minimum(bound[more], np.maximum(gm, 0.0) + margin[more])
+                    idx, g = np.concatenate([idx, more]), np.concatenate([g, gm])
+                    best = float(g.max())
+                    b = int(np.argmin(np.where(g == best, idx, n)))  # lowest index among ties
+            needed[t] = int((ub[t] >= best).sum())
             j = int(idx[b])
-            usable = g[b] > 0
+            usable = best > 0
             if usable:
                 fj, pf, r = residual(j)
                 usable = r > tol
@@ -515,6 +558,8 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
             bar.update()
             if m == 0:
                 break
+        if _LAZY_STOCHASTIC:  # enough for ~90 % of the last block's steps to need no more
+            head = max(1, int(np.quantile(needed[: t + 1], 0.9)) + 1)
     return picks, log_det, "budget"
 
 
