@@ -409,7 +409,8 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
                 ties = top[ops.host(exact == best)] if ops.cpu else top[exact == best]
                 j = int(ties.min())  # lowest index wins ties
         if j < 0:
-            flush()
+            if c:
+                flush()  # otherwise the gains are up to date
             j = int(xp.argmax(gain))  # first maximum: lowest index wins ties
         if not float(gain[j]) > 0:
             return picks, log_det, _why_no_gain(ops.host(q2), picks)
@@ -426,7 +427,7 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
         gain[j] = -math.inf
         pending[c] = u
         if top is not None:
-            top_Z[:, c] = ops.mm(top_G, u)
+            top_Z[:, c] = ops.mv(top_G, u)
         c += 1
         if c == _BLOCK:
             flush()
