@@ -216,7 +216,8 @@ def test_stochastic_lazy_subsets_give_the_same_picks_with_fewer_evaluations(
     monkeypatch, n, k, dtype, saves
 ):
     # the gain bounds may only skip candidates that cannot be a subset's best; the last case runs
-    # out of pool (m <= sample size: every remaining item is a candidate at every step)
+    # out of pool (m <= sample size: every remaining item is a candidate at every step). Subsets
+    # are drawn alike either way, so the runs agree up to a float32 near-tie.
     rng = np.random.default_rng(12)
     F = unit_rows(rng, n, 16).astype(dtype)
     q = quality_with_ties_and_zeros(rng, n)
@@ -237,9 +238,26 @@ def test_stochastic_lazy_subsets_give_the_same_picks_with_fewer_evaluations(
             sum(evaluated),
         )
     (lazy_out, lazy_rows), (full_out, full_rows) = runs[True], runs[False]
-    np.testing.assert_array_equal(lazy_out[0], full_out[0])
-    assert lazy_out[1] == full_out[1] and lazy_out[2] == full_out[2]
+    a, b = lazy_out[0], full_out[0]
+    assert lazy_out[2] == full_out[2] and len(a) == len(b)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(a, b)
+        assert lazy_out[1] == full_out[1]
+    else:  # float32 products of other shapes round differently: a split only at a near-tie
+        split = np.flatnonzero(a != b)
+        if split.size:
+            i = int(split[0])
+            ga, gb = (_gain_after(F, q, 1e-3, a[:i], j) for j in (a[i], b[i]))
+            assert abs(ga - gb) <= 1e-4 * max(ga, gb), (i, ga, gb)
     assert lazy_rows < 0.8 * full_rows if saves else lazy_rows <= full_rows
+
+
+def _gain_after(F, q, ridge, prefix, j):
+    """q_j² times the residual of item j in F Fᵀ + ridge·I after the items ``prefix`` (float64)."""
+    G, f = F[prefix].astype(np.float64), F[j].astype(np.float64)
+    kS = G @ f
+    r = f @ f + ridge - kS @ np.linalg.solve(G @ G.T + ridge * np.eye(len(prefix)), kS)
+    return q[j] ** 2 * r
 
 
 def _logdet(F, q, ridge, idx):

@@ -86,8 +86,8 @@ def _pick_device(features, device) -> torch.device:
 class _Ops:
     """The few array operations the greedy loops need, on numpy (CPU) or torch (other devices).
 
-    On CPU the per-step vector and d×d work goes through numpy: each call is small, and torch's
-    per-call threading overhead there costs more than the arithmetic. The pass over F is torch.mv.
+    On CPU everything goes through numpy: its BLAS runs the small per-step products about twice
+    as fast as torch (no per-call threading overhead) and the passes over F at least as fast.
     """
 
     def __init__(self, device: torch.device):
@@ -118,17 +118,6 @@ class _Ops:
     def host(self, a) -> np.ndarray:
         return a if self.cpu else a.cpu().numpy()
 
-    def mv(self, a, v):
-        """a @ v for a 2-D a and a 1-D v: numpy's gemv on CPU (faster here than torch.mv for d×d)."""
-        return a @ v
-
-    def mm(self, a, b):
-        """a @ b for a 2-D a and a 1-D or 2-D b; on CPU through torch (MKL) on numpy views,
-        which here runs small products many times faster than numpy's threaded BLAS."""
-        if self.cpu:
-            return (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
-        return a @ b
-
 
 class _Projector:
     """P = Σ u uᵀ (d, d) float64, with the newest rank-1 terms kept in a (b, d) buffer."""
@@ -142,11 +131,10 @@ class _Projector:
 
     def apply(self, f):
         """P f for f (d,) float64."""
-        mv = self.ops.mv
-        out = mv(self.P, f)
+        out = self.P @ f
         if self.count:
             b = self.buf[: self.count]
-            out += mv(b.T, mv(b, f))
+            out += b.T @ (b @ f)
         return out
 
     def quad_rows(self, G):
@@ -157,11 +145,11 @@ class _Projector:
         """
         ops = self.ops
         if G.dtype == self.P.dtype:
-            out = (ops.mm(G, self.P) * G).sum(1)
+            out = (G @ self.P * G).sum(1)
         else:
             if self._P_low is None:
                 self._P_low = ops.cast(self.P, G)
-            out = (ops.mm(G, self._P_low) * G).sum(1, dtype=ops.f64)
+            out = (G @ self._P_low * G).sum(1, dtype=ops.f64)
         if self.count:
             out += self.quad_buffer(G)
         return out
@@ -172,10 +160,10 @@ class _Projector:
         if not self.count:
             return ops.zeros(G.shape[0])
         if G.dtype == self.buf.dtype:
-            return (ops.mm(G, self.buf[: self.count].T) ** 2).sum(1)
+            return ((G @ self.buf[: self.count].T) ** 2).sum(1)
         if self._buf_low is None:
             self._buf_low = ops.cast(self.buf, G)
-        return (ops.mm(G, self._buf_low[: self.count].T) ** 2).sum(1, dtype=ops.f64)
+        return ((G @ self._buf_low[: self.count].T) ** 2).sum(1, dtype=ops.f64)
 
     def add(self, u) -> None:
         self.buf[self.count] = u
@@ -183,7 +171,7 @@ class _Projector:
             self._buf_low[self.count] = u
         self.count += 1
         if self.count == _BLOCK:
-            self.P += self.ops.mm(self.buf.T, self.buf)
+            self.P += self.buf.T @ self.buf
             self.count = 0
             self._P_low = None
 
@@ -282,27 +270,18 @@ def greedy_map(
         sample_size = 0
     else:
         sample_size = max(1, math.ceil(n / max(k, 1) * math.log(1 / delta)))
-        # per step only small products: one thread avoids thread hand-offs that cost more (the
-        # once-per-block product runs on all of them)
-        threads = torch.get_num_threads()
-        if ops.cpu:
-            torch.set_num_threads(1)
-        try:
-            picks, log_det, reason = _stochastic(
-                F,
-                q2,
-                sqnorm,
-                float(ridge),
-                min(k, n),
-                rank_tol * scale,
-                bar,
-                ops,
-                size=sample_size,
-                seed=seed,
-                threads=threads,
-            )
-        finally:
-            torch.set_num_threads(threads)
+        picks, log_det, reason = _stochastic(
+            F,
+            q2,
+            sqnorm,
+            float(ridge),
+            min(k, n),
+            rank_tol * scale,
+            bar,
+            ops,
+            size=sample_size,
+            seed=seed,
+        )
     bar.close()
     if reason == "budget" and len(picks) < k:
         reason = "pool"
@@ -384,16 +363,11 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
     def flush():
         nonlocal c
         if c:
-            U = pending[:c].T  # (d, c)
-            if ops.cpu and Fx.dtype == np.float64:
-                # (c, n): MKL runs this float64 shape ~2x faster than (n, d) x (d, c) here
-                E = ops.mm(pending[:c], Fx.T)
-                corr = np.square(E, out=E).sum(0)
-            elif ops.cpu:
-                E = ops.mm(Fx, U.astype(Fx.dtype))  # (n, c): the one pass over F per block
-                corr = np.square(E, out=E).sum(1, dtype=np.float64)
+            if ops.cpu:  # (c, n): the one pass over F per block
+                E = pending[:c].astype(Fx.dtype, copy=False) @ Fx.T
+                corr = np.square(E, out=E).sum(0, dtype=np.float64)
             else:
-                corr = (F @ U.to(F.dtype)).square_().sum(1, dtype=torch.float64)
+                corr = (F @ pending[:c].T.to(F.dtype)).square_().sum(1, dtype=torch.float64)
             xp.subtract(gain, q2 * corr, out=gain)
             xp.maximum(gain, floor, out=gain)  # clamp residuals at 0; picked items stay -inf
             c = 0
@@ -427,7 +401,7 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
         gain[j] = -math.inf
         pending[c] = u
         if top is not None:
-            top_Z[:, c] = ops.mv(top_G, u)
+            top_Z[:, c] = top_G @ u
         c += 1
         if c == _BLOCK:
             flush()
@@ -435,12 +409,12 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
     return picks, log_det, "budget"
 
 
-def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1):
+def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
     """Stochastic greedy: the best of a seeded random subset of the remaining candidates per step.
 
     The subsets of the next steps up to the projector's next flush (≤ ``_BLOCK`` steps) are drawn
     together, and their quadratic forms against the flushed P computed in one (b·h, d) x (d, d)
-    product on ``threads`` threads; each step then adds only the pending rank-1 terms (h x |buffer|).
+    product; each step then adds only the pending rank-1 terms (h x |buffer|).
     A candidate picked earlier in its block is masked out of the later subsets it was drawn into.
 
     Lazy evaluation inside each subset: every gain computed so far bounds that item's later gains
@@ -469,8 +443,10 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
     bound = q2h * (sqh + ridge) + margin
     head = size  # candidates per subset in the block product
 
-    def gains(idx: np.ndarray) -> np.ndarray:
-        r = sqh[idx] + ridge - ops.host(proj.quad_rows(ops.f64_of(ops.take(Fx, idx))))
+    def gains(idx: np.ndarray, exact: bool = True) -> np.ndarray:
+        """Current gains of ``idx``: in float64, or (exact=False) in the precision of the subsets."""
+        G = ops.take(Fx, idx)
+        r = sqh[idx] + ridge - ops.host(proj.quad_rows(ops.f64_of(G) if exact else G))
         return q2h[idx] * np.maximum(r, 0.0)
 
     def residual(j: int):
@@ -498,13 +474,7 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
         else:
             cols, rest_ub, cand = None, np.full(steps, -math.inf), ids
         rows = ops.take(Fx, cand.reshape(-1))
-        if ops.cpu:
-            torch.set_num_threads(threads)
-        try:
-            base = ops.host(proj.quad_rows(rows))  # proj.count == 0: the P part only
-        finally:
-            if ops.cpu:
-                torch.set_num_threads(1)
+        base = ops.host(proj.quad_rows(rows))  # proj.count == 0: the P part only
         flat = cand.reshape(-1)
         const = (sqh[flat] + ridge - base).reshape(steps, h)  # residuals as of the flushed P
         weight = q2h[flat].reshape(steps, h)
@@ -527,7 +497,7 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed, threads=1
                 rest &= ub[t] >= best
                 more = ids[t][rest]
                 if len(more):
-                    gm = gains(more)
+                    gm = gains(more, exact=False)
                     gm[picked[more]] = -math.inf
                     bound[more] = np.minimum(bound[more], np.maximum(gm, 0.0) + margin[more])
                     idx, g = np.concatenate([idx, more]), np.concatenate([g, gm])
