@@ -459,7 +459,10 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
             return picks, log_det, _why_no_gain(q2h, picks)
         steps = min(_BLOCK - proj.count, k - len(picks))
         if m > size:
-            ids = np.stack([rng.choice(m, size=size, replace=False) for _ in range(steps)])
+            # uniform subsets: draws with replacement, redrawn without where a value repeats
+            ids = np.sort(rng.integers(0, m, size=(steps, size)), axis=1)
+            for t in np.flatnonzero((ids[:, 1:] == ids[:, :-1]).any(axis=1)):
+                ids[t] = rng.choice(m, size=size, replace=False)
             ids = np.sort(pool[ids], axis=1)
         else:  # every remaining candidate, at every step of the block
             ids = np.broadcast_to(np.sort(pool[:m]), (steps, m))
