@@ -482,7 +482,8 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
         const = (sqh[flat] + ridge - base).reshape(steps, h)  # residuals as of the flushed P
         weight = q2h[flat].reshape(steps, h)
         first = len(picks)
-        needed = np.empty(steps, dtype=np.int64)
+        seen = np.empty((steps, h))  # the head's gains, for the bounds (applied after the block)
+        best_of = np.empty(steps)
         for t in range(steps):
             idx = cand[t]
             if proj.count:
@@ -493,7 +494,7 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
                 g[picked[idx]] = -math.inf  # picked earlier in this block
             b = int(np.argmax(g))  # first maximum: lowest index wins ties (idx is sorted)
             best = float(g[b])
-            bound[idx] = np.minimum(bound[idx], np.maximum(g, 0.0) + margin[idx])
+            seen[t] = g
             if cols is not None and not best > rest_ub[t]:  # the rest may hold a better one
                 rest = np.ones(s, dtype=bool)
                 rest[cols[t]] = False
@@ -506,7 +507,7 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
                     idx, g = np.concatenate([idx, more]), np.concatenate([g, gm])
                     best = float(g.max())
                     b = int(np.argmin(np.where(g == best, idx, n)))  # lowest index among ties
-            needed[t] = int((ub[t] >= best).sum())
+            best_of[t] = best
             j = int(idx[b])
             usable = best > 0
             if usable:
@@ -532,8 +533,11 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
             bar.update()
             if m == 0:
                 break
+        done = t + 1  # steps of this block run (fewer when the pool ran out)
+        np.minimum.at(bound, cand[:done], np.maximum(seen[:done], 0.0) + margin[cand[:done]])
         if _LAZY_STOCHASTIC:  # enough for ~90 % of the last block's steps to need no more
-            head = max(1, int(np.quantile(needed[: t + 1], 0.9)) + 1)
+            needed = (ub[:done] >= best_of[:done, None]).sum(1)
+            head = max(1, int(np.quantile(needed, 0.9)) + 1)
     return picks, log_det, "budget"
 
 
