@@ -252,6 +252,20 @@ def test_stochastic_lazy_subsets_give_the_same_picks_with_fewer_evaluations(
     assert lazy_rows < 0.8 * full_rows if saves else lazy_rows <= full_rows
 
 
+@pytest.mark.parametrize("rows", [10**6, 450])
+def test_stochastic_with_whole_pool_subsets_is_exact_greedy(monkeypatch, rows):
+    # a tiny delta makes every subset the whole remaining pool, so stochastic greedy must pick as
+    # exact greedy does; a small row budget splits the blocks between flushes (3 subsets each)
+    monkeypatch.setattr(dpp, "_SUBSET_ROWS", rows)
+    rng = np.random.default_rng(13)
+    F = unit_rows(rng, 150, 10)
+    q = quality_with_ties_and_zeros(rng, 150)
+    idx, log_det, info = greedy_map(F, q, 60, mode="stochastic", delta=1e-30, return_info=True)
+    assert info["sample_size"] >= 150
+    ref = dense_reference_check(F, q, 1e-3, idx.tolist(), 60)
+    assert len(idx) == 60 and log_det == pytest.approx(ref, rel=1e-9)
+
+
 def _gain_after(F, q, ridge, prefix, j):
     """q_j² times the residual of item j in F Fᵀ + ridge·I after the items ``prefix`` (float64)."""
     G, f = F[prefix].astype(np.float64), F[j].astype(np.float64)

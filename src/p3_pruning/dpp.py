@@ -66,6 +66,7 @@ _LAZY_TOP = (256, 25, 8192)
 # rows; float32 quadratic forms over d ≤ a few thousand terms round well below 1e-5
 _LAZY_MARGIN = (1e-5, 1e-12)
 _LAZY_STOCHASTIC = True  # tests switch it off: every candidate of every subset is evaluated
+_SUBSET_ROWS = 1 << 14  # most candidates drawn at once in stochastic mode (memory: rows x d)
 _CHUNK = 8192  # rows per chunk for the few full passes that need float64 temporaries
 _NUMPY_ON_CPU = True  # tests switch it off to run the torch code path (the CUDA one) on CPU
 
@@ -154,16 +155,17 @@ class _Projector:
             out += self.quad_buffer(G)
         return out
 
-    def quad_buffer(self, G):
-        """The buffered part of g_iᵀ P g_i as float64: Σ over the pending u's of (g_i · u)²."""
+    def quad_buffer(self, G, start: int = 0):
+        """The buffered part of g_iᵀ P g_i as float64: Σ over the pending u's (from the
+        ``start``-th on) of (g_i · u)²."""
         ops = self.ops
-        if not self.count:
+        if start >= self.count:
             return ops.zeros(G.shape[0])
         if G.dtype == self.buf.dtype:
-            return ((G @ self.buf[: self.count].T) ** 2).sum(1)
+            return ((G @ self.buf[start : self.count].T) ** 2).sum(1)
         if self._buf_low is None:
             self._buf_low = ops.cast(self.buf, G)
-        return ((G @ self._buf_low[: self.count].T) ** 2).sum(1, dtype=ops.f64)
+        return ((G @ self._buf_low[start : self.count].T) ** 2).sum(1, dtype=ops.f64)
 
     def add(self, u) -> None:
         self.buf[self.count] = u
@@ -412,9 +414,10 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
 def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
     """Stochastic greedy: the best of a seeded random subset of the remaining candidates per step.
 
-    The subsets of the next steps up to the projector's next flush (≤ ``_BLOCK`` steps) are drawn
-    together, and their quadratic forms against the flushed P computed in one (b·h, d) x (d, d)
-    product; each step then adds only the pending rank-1 terms (h x |buffer|).
+    The subsets of the next steps up to the projector's next flush (≤ ``_BLOCK`` steps, at most
+    ``_SUBSET_ROWS`` candidates) are drawn together, and their quadratic forms against the current
+    P computed in one (b·h, d) x (d, d) product; each step then adds only the rank-1 terms added
+    since the block began (h x that many).
     A candidate picked earlier in its block is masked out of the later subsets it was drawn into.
 
     Lazy evaluation inside each subset: every gain computed so far bounds that item's later gains
@@ -457,7 +460,9 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
     while len(picks) < k:
         if m == 0:
             return picks, log_det, _why_no_gain(q2h, picks)
-        steps = min(_BLOCK - proj.count, k - len(picks))
+        # the steps up to the projector's next flush, with at most _SUBSET_ROWS candidates in all
+        c0 = proj.count  # pending terms already in the block's products
+        steps = min(_BLOCK - c0, k - len(picks), max(1, _SUBSET_ROWS // min(size, m)))
         if m > size:
             # uniform subsets: draws with replacement, redrawn without where a value repeats
             ids = np.sort(rng.integers(0, m, size=(steps, size)), axis=1)
@@ -477,17 +482,18 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
         else:
             cols, rest_ub, cand = None, np.full(steps, -math.inf), ids
         rows = ops.take(Fx, cand.reshape(-1))
-        base = ops.host(proj.quad_rows(rows))  # proj.count == 0: the P part only
+        base = ops.host(proj.quad_rows(rows))
         flat = cand.reshape(-1)
-        const = (sqh[flat] + ridge - base).reshape(steps, h)  # residuals as of the flushed P
+        const = (sqh[flat] + ridge - base).reshape(steps, h)  # residuals as of the block's start
         weight = q2h[flat].reshape(steps, h)
         first = len(picks)
         seen = np.empty((steps, h))  # the head's gains, for the bounds (applied after the block)
         best_of = np.empty(steps)
         for t in range(steps):
             idx = cand[t]
-            if proj.count:
-                g = weight[t] * (const[t] - ops.host(proj.quad_buffer(rows[t * h : (t + 1) * h])))
+            if proj.count > c0:
+                pending = proj.quad_buffer(rows[t * h : (t + 1) * h], start=c0)
+                g = weight[t] * (const[t] - ops.host(pending))
             else:
                 g = weight[t] * const[t]
             if len(picks) > first:
