@@ -6,15 +6,16 @@ Large case (default n = 100,000, d = 576, k = 10,000, unit-norm float32 features
 - the floor of exact greedy on this machine: k passes over the n×d features (k matrix-vector
   products, the faster of torch.mv and numpy), timed for a subset of passes in the same run and
   extrapolated to k;
-- ``greedy_map(mode="exact")``: seconds, ratio to the floor, peak resident memory during the call
-  (sampled from /proc every 2 ms; ru_maxrss where /proc is missing) and its increase over the
-  features already in memory, and the memory a dense n×n float64 kernel would need;
+- ``greedy_map(mode="exact")``: seconds, ratio to the floor, peak resident memory during a second
+  call (sampled from /proc every 2 ms, which would slow a timed call; ru_maxrss where /proc is
+  missing) and its increase over the features already in memory, and the memory a dense n×n
+  float64 kernel would need;
 - ``greedy_map(mode="stochastic")`` for each ``--deltas`` value (subsets of (n/k)·log(1/δ)):
   seconds, speed-up over exact greedy_map and over the floor (exact greedy as k matvecs; the
   blocked exact mode runs below it), log det relative to exact.
 Small case (n = 5,000, k = 1,000): a dense implementation of Chen et al.'s fast greedy MAP written
 here (n×n kernel, Cholesky rows) against ``greedy_map`` on the same float64 features (picks compared)
-and on float32 features; time ratios.
+and on float32 features; time ratios of the medians of 3 runs each.
 """
 
 from __future__ import annotations
@@ -121,10 +122,23 @@ def dense_chen(F: np.ndarray, q: np.ndarray, k: int, ridge: float) -> tuple[list
     return picks, log_det
 
 
-def timed(fn, **kwargs):
-    t = time.perf_counter()
-    out = fn(**kwargs)
-    return out, time.perf_counter() - t
+def timed(fn, reps: int = 1, **kwargs):
+    """(the first call's output, the median of ``reps`` calls' seconds)."""
+    times, out = [], None
+    for _ in range(reps):
+        t = time.perf_counter()
+        result = fn(**kwargs)
+        times.append(time.perf_counter() - t)
+        out = result if out is None else out
+    return out, float(np.median(times))
+
+
+def peak_of(fn) -> PeakRSS:
+    """Peak memory of one more call, in a run of its own: the sampling thread takes the GIL every
+    2 ms, which slows a Python-heavy loop by ~15 %, so timed runs go without it."""
+    with PeakRSS() as mem:
+        fn()
+    return mem
 
 
 def large_case(n: int, d: int, k: int, passes: int, seed: int, deltas: list[float]) -> None:
@@ -136,9 +150,10 @@ def large_case(n: int, d: int, k: int, passes: int, seed: int, deltas: list[floa
         f"floor (k matvecs over F): {floor:.1f} s "
         f"[{passes} passes with {which} timed in {measured:.2f} s, extrapolated to k={k:,}]"
     )
-    with PeakRSS() as mem:
-        (idx, log_det), secs = timed(lambda: greedy_map(F, q, k, ridge=1e-3, progress=False))
+    exact = partial(greedy_map, F, q, k, ridge=1e-3, progress=False)
+    (idx, log_det), secs = timed(exact)
     assert len(idx) == k
+    mem = peak_of(exact)
     print(
         f"exact greedy_map: {secs:.1f} s = {secs / floor:.2f}x the floor (goal <= 1.5x); "
         f"peak RSS {mem.peak / GB:.3f} GB, +{(mem.peak - mem.before) / GB:.3f} GB over the "
@@ -146,12 +161,19 @@ def large_case(n: int, d: int, k: int, passes: int, seed: int, deltas: list[floa
     )
     print(f"dense n x n float64 kernel would need {n * n * 8 / GB:,.1f} GB")
     for delta in deltas:
-        with PeakRSS() as mem_s:
-            (idx_s, log_det_s, info), secs_s = timed(
-                partial(greedy_map, F, q, k, ridge=1e-3, mode="stochastic", delta=delta, seed=seed),
-                return_info=True,
-                progress=False,
-            )
+        stochastic = partial(
+            greedy_map,
+            F,
+            q,
+            k,
+            ridge=1e-3,
+            mode="stochastic",
+            delta=delta,
+            seed=seed,
+            progress=False,
+        )
+        (idx_s, log_det_s, info), secs_s = timed(stochastic, return_info=True)
+        mem_s = peak_of(stochastic)
         rel = abs(log_det_s - log_det) / abs(log_det)
         print(
             f"stochastic greedy_map (delta={delta:g}, {info['sample_size']} candidates/step): "
@@ -163,14 +185,17 @@ def large_case(n: int, d: int, k: int, passes: int, seed: int, deltas: list[floa
         )
 
 
-def small_case(n: int, d: int, k: int, seed: int) -> None:
-    print(f"== small case: n={n:,} d={d} k={k:,}, ridge=1e-3, against a dense kernel")
+def small_case(n: int, d: int, k: int, seed: int, reps: int = 3) -> None:
+    print(
+        f"== small case: n={n:,} d={d} k={k:,}, ridge=1e-3, against a dense kernel "
+        f"(median of {reps} runs each)"
+    )
     F32 = unit_features(n, d, seed + 1)
     F64 = F32.numpy().astype(np.float64)
     q = np.random.default_rng(seed + 1).uniform(0.05, 1.0, n)
-    (dense_idx, dense_ld), dense_s = timed(lambda: dense_chen(F64, q, k, 1e-3))
-    (idx64, ld64), s64 = timed(lambda: greedy_map(F64, q, k, ridge=1e-3, progress=False))
-    (idx32, ld32), s32 = timed(lambda: greedy_map(F32, q, k, ridge=1e-3, progress=False))
+    (dense_idx, dense_ld), dense_s = timed(lambda: dense_chen(F64, q, k, 1e-3), reps)
+    (idx64, ld64), s64 = timed(lambda: greedy_map(F64, q, k, ridge=1e-3, progress=False), reps)
+    (idx32, ld32), s32 = timed(lambda: greedy_map(F32, q, k, ridge=1e-3, progress=False), reps)
     same = np.asarray(dense_idx) == idx64
     first_diff = int(np.argmin(same)) if not same.all() else len(same)
     print(f"dense Chen et al. (n x n kernel): {dense_s:.2f} s, log det {dense_ld:.3f}")
