@@ -99,9 +99,6 @@ class _Ops:
     def arr(self, t: torch.Tensor):
         return t.numpy() if self.cpu else t
 
-    def tensor(self, a) -> torch.Tensor:
-        return torch.from_numpy(a) if self.cpu else a
-
     def zeros(self, *shape):
         if self.cpu:
             return np.zeros(shape, dtype=np.float64)
