@@ -430,7 +430,8 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
     rng = np.random.default_rng(seed)
     # Zero-gain items (q = 0, or a zero row with ridge 0) are never candidates: exact greedy would
     # only reach them after every positive item, and stops there instead of picking them.
-    pool = np.flatnonzero(q2h * (sqh + ridge) > 0).astype(np.int64)
+    gain0 = q2h * (sqh + ridge)  # the gains with nothing picked
+    pool = np.flatnonzero(gain0 > 0).astype(np.int64)
     where = np.full(n, -1, dtype=np.int64)
     where[pool] = np.arange(len(pool))
     m = len(pool)
@@ -439,8 +440,8 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
     log_det = 0.0
     # upper bounds of the gains: the first is exact (P = 0); each evaluation lowers it, plus a
     # margin well above the rounding of a float32 (or float64) quadratic form
-    margin = q2h * (sqh + ridge) * (_LAZY_MARGIN[Fx.dtype == ops.f64])
-    bound = q2h * (sqh + ridge) + margin
+    margin = gain0 * _LAZY_MARGIN[Fx.dtype == ops.f64]
+    bound = gain0 + margin
     head = size  # candidates per subset in the block product
 
     def gains(idx: np.ndarray, exact: bool = True) -> np.ndarray:
@@ -477,7 +478,7 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
             rest_ub = np.take_along_axis(ub, order[:, h : h + 1], axis=1)[:, 0]
             cand = np.take_along_axis(ids, cols, axis=1)
         else:
-            cols, rest_ub, cand = None, np.full(steps, -math.inf), ids
+            cols, rest_ub, cand = None, None, ids  # every candidate is in the head
         rows = ops.take(Fx, cand.reshape(-1))
         base = ops.host(proj.quad_rows(rows))
         flat = cand.reshape(-1)
