@@ -40,7 +40,10 @@ each step draws (seeded) a random subset of ceil((n / k) · log(1 / delta)) rema
 takes the best of them, with exact gains through P in O(d²) each; no per-step pass over F. The
 subsets of up to ``_BLOCK`` consecutive steps are drawn together so that their P-parts are one
 matrix product; each step adds the rank-1 terms picked since (a candidate picked meanwhile is
-masked out of the later subsets of its block). Lazy within a subset: any gain computed earlier bounds
+masked out of the later subsets of its block). With a ridge, a pick's u comes from its row of
+that product, and at the block's end the block's u's and residuals are recomputed exactly in
+float64 at once (a Cholesky factorisation of the block's Gram matrix in the kernel conditioned on
+the earlier picks: the sequential rank-1 updates in one step), so P and log det are float64-exact. Lazy within a subset: any gain computed earlier bounds
 that item's later gains, so the candidates whose bounds cannot reach the subset's best are skipped;
 the picks are those of evaluating every candidate (up to float32 near-ties: the bounds carry a 1e-5
 relative margin above the rounding of float32 quadratic forms).
@@ -127,30 +130,38 @@ class _Projector:
         self.count = 0
         self._P_low = self._buf_low = None
 
-    def apply(self, f):
-        """P f for f (d,) float64."""
-        out = self.P @ f
-        if self.count:
-            b = self.buf[: self.count]
-            out += b.T @ (b @ f)
+    def apply(self, f, base=None, upto=None):
+        """P f for f (d,) float64, with the first ``upto`` buffered terms (default: all);
+        ``base``: the folded part P_f f when already known (a row of ``project_rows``)."""
+        out = self.P @ f if base is None else base
+        count = self.count if upto is None else upto
+        if count:
+            b = self.buf[:count]
+            out = out + b.T @ (b @ f)
         return out
 
-    def quad_rows(self, G):
-        """g_iᵀ P g_i for the rows of G (m, d) → (m,) float64.
+    def project_rows(self, G):
+        """(g_iᵀ P g_i (m,) float64, G P_f (m, d)) for the rows of G (m, d), P_f the folded part
+        of P (without the buffer), the product in the precision of G.
 
         float32 rows use float32 copies of P (refreshed at each flush) and of the buffer: error
         ~1e-6 against unit-norm rows, far below the ridge; float64 rows are computed in float64.
         """
         ops = self.ops
         if G.dtype == self.P.dtype:
-            out = (G @ self.P * G).sum(1)
+            Y = G @ self.P
         else:
             if self._P_low is None:
                 self._P_low = ops.cast(self.P, G)
-            out = (G @ self._P_low * G).sum(1, dtype=ops.f64)
+            Y = G @ self._P_low
+        out = (Y * G).sum(1, dtype=ops.f64)
         if self.count:
             out += self.quad_buffer(G)
-        return out
+        return out, Y
+
+    def quad_rows(self, G):
+        """g_iᵀ P g_i for the rows of G (m, d) → (m,) float64."""
+        return self.project_rows(G)[0]
 
     def quad_buffer(self, G, start: int = 0):
         """The buffered part of g_iᵀ P g_i as float64: Σ over the pending u's (from the
@@ -164,11 +175,24 @@ class _Projector:
             self._buf_low = ops.cast(self.buf, G)
         return ((G @ self._buf_low[start : self.count].T) ** 2).sum(1, dtype=ops.f64)
 
-    def add(self, u) -> None:
-        self.buf[self.count] = u
-        if self._buf_low is not None:
-            self._buf_low[self.count] = u
+    def add(self, u, fold: bool = True) -> None:
+        """Buffer the term u uᵀ; a full buffer is folded into P unless ``fold`` is False (the
+        caller then rewrites buffered terms with ``put`` and calls ``fold_full``)."""
         self.count += 1
+        self.put(self.count - 1, u)
+        if fold:
+            self.fold_full()
+
+    def put(self, slot: int, u) -> None:
+        self.put_rows(slot, u[None])
+
+    def put_rows(self, start: int, U) -> None:
+        """Write the terms U (b, d) into buffer slots start … start + b − 1."""
+        self.buf[start : start + len(U)] = U
+        if self._buf_low is not None:
+            self._buf_low[start : start + len(U)] = U
+
+    def fold_full(self) -> None:
         if self.count == _BLOCK:
             self.P += self.buf.T @ self.buf
             self.count = 0
@@ -181,8 +205,10 @@ def _row_sqnorms(F: torch.Tensor) -> torch.Tensor:
     cpu = F.device.type == "cpu"
     for s in range(0, F.shape[0], _CHUNK):
         if cpu:
-            block = F[s : s + _CHUNK].numpy().astype(np.float64)
-            out[s : s + _CHUNK] = torch.from_numpy(np.square(block, out=block).sum(1))
+            block = F[s : s + _CHUNK].numpy()
+            out[s : s + _CHUNK] = torch.from_numpy(
+                np.einsum("ij,ij->i", block, block, dtype=np.float64)
+            )
         else:
             out[s : s + _CHUNK] = F[s : s + _CHUNK].to(torch.float64).square().sum(1)
     return out
@@ -341,11 +367,11 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
     proj = _Projector(d, ops)
     picks: list[int] = []
     log_det = 0.0
-    top = top_G = top_Z = None
+    top = top_G = top_gain = top_q2 = None
     bound = 0.0
 
     def refresh_top():
-        nonlocal top, top_G, top_Z, bound
+        nonlocal top, top_G, top_gain, top_q2, bound
         if m <= 0:
             top = None
             return
@@ -357,7 +383,8 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
             vals, inds = torch.topk(gain, m + 1)
             bound, top = float(vals[m]), inds[:m]
         top_G = ops.f64_of(Fx[top])  # (m, d)
-        top_Z = ops.zeros(m, _BLOCK)  # f_i · u_s for the pending u's
+        top_gain = gain[top]  # their exact gains, kept current from the pending u's
+        top_q2 = q2[top]
 
     def flush():
         nonlocal c
@@ -376,10 +403,9 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
     for _ in range(k):
         j = -1
         if c and top is not None:
-            exact = gain[top] - q2[top] * (top_Z[:, :c] ** 2).sum(1)
-            best = float(exact.max())
+            best = float(top_gain.max())
             if best > bound and best > 0:
-                ties = top[ops.host(exact == best)] if ops.cpu else top[exact == best]
+                ties = top[ops.host(top_gain == best)] if ops.cpu else top[top_gain == best]
                 j = int(ties.min())  # lowest index wins ties
         if j < 0:
             if c:
@@ -400,7 +426,9 @@ def _exact(F, q2, sqnorm, ridge, k, tol, bar, ops):
         gain[j] = -math.inf
         pending[c] = u
         if top is not None:
-            top_Z[:, c] = top_G @ u
+            z = top_G @ u
+            top_gain -= top_q2 * (z * z)
+            top_gain[top == j] = -math.inf
         c += 1
         if c == _BLOCK:
             flush()
@@ -443,6 +471,11 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
     margin = gain0 * _LAZY_MARGIN[Fx.dtype == ops.f64]
     bound = gain0 + margin
     head = size  # candidates per subset in the block product
+    # Residuals stay >= ridge, so with a ridge well above the rank tolerance and the float64
+    # rounding no pick can exhaust the rank: a pick's u is then taken from the block product (its
+    # row G P_f, in the rows' precision) instead of an O(d²) float64 product per pick, and the
+    # block's u's are made exact together at its end (``settle``), before P or log det use them.
+    in_block = ridge > max(10 * tol, 1e-6 * (float(sqh.max(initial=0.0)) + ridge))
 
     def gains(idx: np.ndarray, exact: bool = True) -> np.ndarray:
         """Current gains of ``idx``: in float64, or (exact=False) in the precision of the subsets."""
@@ -450,10 +483,32 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
         r = sqh[idx] + ridge - ops.host(proj.quad_rows(ops.f64_of(G) if exact else G))
         return q2h[idx] * np.maximum(r, 0.0)
 
-    def residual(j: int):
+    def residual(j: int, base=None):
         fj = ops.f64_of(Fx[j])
-        pf = proj.apply(fj)
-        return fj, pf, float(sqh[j]) + ridge - float(fj @ pf)
+        pf = proj.apply(fj, base=base)
+        r = float(sqh[j]) + ridge - float(fj @ pf)
+        return fj, pf, max(r, ridge) if in_block else r
+
+    def settle(first: int, c0: int) -> None:
+        """Make the u's of the block's picks (buffer slots c0…) exact, in float64: with V the
+        rows (I − P₀) f_j for P₀ the projector at the block's start, the Gram matrix
+        M = V F_bᵀ + ridge·I of the block is L Lᵀ, the u's are the rows of L⁻¹ V and the
+        residuals are L_jj² (one Cholesky instead of a rank-1 update per pick)."""
+        nonlocal log_det
+        block = picks[first:]
+        if in_block and block:
+            Fb = ops.f64_of(ops.take(Fx, np.asarray(block)))  # (b, d)
+            V = Fb - Fb @ proj.P
+            if c0:
+                B0 = proj.buf[:c0]
+                V -= (Fb @ B0.T) @ B0
+            M = V @ Fb.T
+            M = (M + M.T) / 2
+            M[range(len(block)), range(len(block))] += ridge
+            r, U = _cholesky_rows(M, V)
+            log_det += float(np.log(q2h[block] * r).sum())
+            proj.put_rows(c0, U)
+        proj.fold_full()
 
     while len(picks) < k:
         if m == 0:
@@ -480,7 +535,8 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
         else:
             cols, rest_ub, cand = None, None, ids  # every candidate is in the head
         rows = ops.take(Fx, cand.reshape(-1))
-        base = ops.host(proj.quad_rows(rows))
+        base, Y = proj.project_rows(rows)  # Y: the rows' P_f parts, also the picks' (in_block)
+        base = ops.host(base)
         flat = cand.reshape(-1)
         const = (sqh[flat] + ridge - base).reshape(steps, h)  # residuals as of the block's start
         weight = q2h[flat].reshape(steps, h)
@@ -515,21 +571,25 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
             j = int(idx[b])
             usable = best > 0
             if usable:
-                fj, pf, r = residual(j)
+                row = t * h + b if b < h else None  # the pick's row in the block product
+                fj, pf, r = residual(j, None if row is None or not in_block else ops.f64_of(Y[row]))
                 usable = r > tol
             if not usable:
                 # the sample holds no usable item: look at every remaining candidate before stopping
                 p = _best_remaining(pool[:m], gains)
                 if p < 0:
+                    settle(first, c0)
                     return picks, log_det, "rank"
                 j = int(pool[p])
                 fj, pf, r = residual(j)
                 if r <= tol:
+                    settle(first, c0)
                     return picks, log_det, "rank"
             picks.append(j)
             picked[j] = True
-            log_det += math.log(q2h[j] * r)
-            proj.add((fj - pf) / math.sqrt(r))
+            if not in_block:
+                log_det += math.log(q2h[j] * r)
+            proj.add((fj - pf) / math.sqrt(r), fold=False)
             m -= 1
             p, last = where[j], pool[m]  # swap-remove j from pool[:m]
             pool[p], pool[m] = last, j
@@ -537,12 +597,25 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
             bar.update()
             if m == 0:
                 break
+        settle(first, c0)
         done = t + 1  # steps of this block run (fewer when the pool ran out)
         np.minimum.at(bound, cand[:done], np.maximum(seen[:done], 0.0) + margin[cand[:done]])
         if _LAZY_STOCHASTIC:  # enough for ~90 % of the last block's steps to need no more
             needed = (ub[:done] >= best_of[:done, None]).sum(1)
-            head = max(1, int(np.quantile(needed, 0.9)) + 1)
+            q90 = (done - 1) * 9 // 10
+            head = max(1, int(np.partition(needed, q90)[q90]) + 1)
     return picks, log_det, "budget"
+
+
+def _cholesky_rows(M, V):
+    """For M = L Lᵀ (b, b) float64 and V (b, d): (the residuals L_jj² (b,) on the host, L⁻¹ V)
+    — the sequential Gram-Schmidt of a block of picks in one factorisation."""
+    if isinstance(M, np.ndarray):  # numpy's LAPACK: torch.linalg on CPU is slower at this size
+        L = np.linalg.cholesky(M)
+        return np.square(np.diagonal(L)), np.linalg.solve(L, V)
+    L = torch.linalg.cholesky(M)
+    U = torch.linalg.solve_triangular(L, V, upper=False)
+    return L.diagonal().square().cpu().numpy(), U
 
 
 def _best_remaining(cands: np.ndarray, gains) -> int:
