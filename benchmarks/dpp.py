@@ -15,8 +15,9 @@ Large case (default n = 100,000, d = 576, k = 10,000, unit-norm float32 features
   blocked exact mode runs below it), log det relative to exact.
 Small case (n = 5,000, k = 1,000): a dense implementation of Chen et al.'s fast greedy MAP written
 here (n×n kernel, Cholesky rows) against ``greedy_map`` on the same float64 features (picks compared)
-and on float32 features; time ratios of the medians of 3 runs each, and the multiply-adds of both
-methods' dominant terms (the ratio of work the time ratio can be compared with).
+and on float32 features; time ratios of the medians of 3 runs each (the methods taken in turn),
+and the multiply-adds of both methods' dominant terms (the ratio of work the time ratio can be
+compared with).
 """
 
 from __future__ import annotations
@@ -123,15 +124,24 @@ def dense_chen(F: np.ndarray, q: np.ndarray, k: int, ridge: float) -> tuple[list
     return picks, log_det
 
 
-def timed(fn, reps: int = 1, **kwargs):
-    """(the first call's output, the median of ``reps`` calls' seconds)."""
-    times, out = [], None
+def timed(fn, **kwargs):
+    """(the call's output, its seconds)."""
+    t = time.perf_counter()
+    out = fn(**kwargs)
+    return out, time.perf_counter() - t
+
+
+def interleaved(fns: dict, reps: int) -> dict:
+    """{name: (the first call's output, the median seconds of ``reps`` calls)}, the calls of the
+    different functions taken in turn, so that a machine slowing down or speeding up over the
+    runs weighs on all of them alike."""
+    outs, times = {}, {name: [] for name in fns}
     for _ in range(reps):
-        t = time.perf_counter()
-        result = fn(**kwargs)
-        times.append(time.perf_counter() - t)
-        out = result if out is None else out
-    return out, float(np.median(times))
+        for name, fn in fns.items():
+            out, secs = timed(fn)
+            outs.setdefault(name, out)
+            times[name].append(secs)
+    return {name: (outs[name], float(np.median(times[name]))) for name in fns}
 
 
 def peak_of(fn) -> PeakRSS:
@@ -189,14 +199,22 @@ def large_case(n: int, d: int, k: int, passes: int, seed: int, deltas: list[floa
 def small_case(n: int, d: int, k: int, seed: int, reps: int = 3) -> None:
     print(
         f"== small case: n={n:,} d={d} k={k:,}, ridge=1e-3, against a dense kernel "
-        f"(median of {reps} runs each)"
+        f"(median of {reps} runs each, taken in turn)"
     )
     F32 = unit_features(n, d, seed + 1)
     F64 = F32.numpy().astype(np.float64)
     q = np.random.default_rng(seed + 1).uniform(0.05, 1.0, n)
-    (dense_idx, dense_ld), dense_s = timed(lambda: dense_chen(F64, q, k, 1e-3), reps)
-    (idx64, ld64), s64 = timed(lambda: greedy_map(F64, q, k, ridge=1e-3, progress=False), reps)
-    (idx32, ld32), s32 = timed(lambda: greedy_map(F32, q, k, ridge=1e-3, progress=False), reps)
+    runs = interleaved(
+        {
+            "dense": lambda: dense_chen(F64, q, k, 1e-3),
+            "float64": lambda: greedy_map(F64, q, k, ridge=1e-3, progress=False),
+            "float32": lambda: greedy_map(F32, q, k, ridge=1e-3, progress=False),
+        },
+        reps,
+    )
+    (dense_idx, dense_ld), dense_s = runs["dense"]
+    (idx64, ld64), s64 = runs["float64"]
+    (idx32, ld32), s32 = runs["float32"]
     same = np.asarray(dense_idx) == idx64
     first_diff = int(np.argmin(same)) if not same.all() else len(same)
     # multiply-adds of each method's dominant terms, for scale: dense builds the symmetric kernel
