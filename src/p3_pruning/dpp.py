@@ -131,8 +131,9 @@ class _Projector:
         self._P_low = self._buf_low = None
 
     def apply(self, f, base=None, upto=None):
-        """P f for f (d,) float64, with the first ``upto`` buffered terms (default: all);
-        ``base``: the folded part P_f f when already known (a row of ``project_rows``)."""
+        """P f for f (d,) float64 (or P F for the columns of F (d, b)), with the first ``upto``
+        buffered terms (default: all); ``base``: the folded part P_f f when already known (a row
+        of ``project_rows``)."""
         out = self.P @ f if base is None else base
         count = self.count if upto is None else upto
         if count:
@@ -177,14 +178,11 @@ class _Projector:
 
     def add(self, u, fold: bool = True) -> None:
         """Buffer the term u uᵀ; a full buffer is folded into P unless ``fold`` is False (the
-        caller then rewrites buffered terms with ``put`` and calls ``fold_full``)."""
+        caller then rewrites buffered terms with ``put_rows`` and calls ``fold_full``)."""
         self.count += 1
-        self.put(self.count - 1, u)
+        self.put_rows(self.count - 1, u[None])
         if fold:
             self.fold_full()
-
-    def put(self, slot: int, u) -> None:
-        self.put_rows(slot, u[None])
 
     def put_rows(self, start: int, U) -> None:
         """Write the terms U (b, d) into buffer slots start … start + b − 1."""
@@ -498,10 +496,7 @@ def _stochastic(F, q2, sqnorm, ridge, k, tol, bar, ops, *, size, seed):
         block = picks[first:]
         if in_block and block:
             Fb = ops.f64_of(ops.take(Fx, np.asarray(block)))  # (b, d)
-            V = Fb - Fb @ proj.P
-            if c0:
-                B0 = proj.buf[:c0]
-                V -= (Fb @ B0.T) @ B0
+            V = Fb - proj.apply(Fb.T, upto=c0).T
             M = V @ Fb.T
             M = (M + M.T) / 2
             M[range(len(block)), range(len(block))] += ridge
