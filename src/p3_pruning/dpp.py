@@ -43,10 +43,11 @@ matrix product; each step adds the rank-1 terms picked since (a candidate picked
 masked out of the later subsets of its block). With a ridge, a pick's u comes from its row of
 that product, and at the block's end the block's u's and residuals are recomputed exactly in
 float64 at once (a Cholesky factorisation of the block's Gram matrix in the kernel conditioned on
-the earlier picks: the sequential rank-1 updates in one step), so P and log det are float64-exact. Lazy within a subset: any gain computed earlier bounds
-that item's later gains, so the candidates whose bounds cannot reach the subset's best are skipped;
-the picks are those of evaluating every candidate (up to float32 near-ties: the bounds carry a 1e-5
-relative margin above the rounding of float32 quadratic forms).
+the earlier picks: the sequential rank-1 updates in one step), so P and log det are float64-exact.
+Lazy within a subset: any gain computed earlier bounds that item's later gains, so the candidates
+whose bounds cannot reach the subset's best are skipped; the picks are those of evaluating every
+candidate (up to float32 near-ties: the bounds carry a 1e-5 relative margin above the rounding of
+float32 quadratic forms).
 """
 
 from __future__ import annotations
