@@ -100,6 +100,10 @@ def select(
     return selection
 
 
+THRESHOLDED = ("p3", "static", "spl", "curriculum")  # methods with a threshold step
+ELIGIBLE_COLUMNS = ["sample_id", "difficulty", "threshold", "percentile", "eligible"]
+
+
 def run_strategy(
     method: str,
     scores: pd.DataFrame,
@@ -112,13 +116,118 @@ def run_strategy(
     **options,
 ) -> tuple[pd.DataFrame, dict]:
     """Like :func:`select`, plus info: pool, finite, percentile, threshold, eligible, budget,
-    selected, shortfall, dpp_log_det, dpp_stopped_early, dpp_passes (plain ints/floats)."""
+    selected, shortfall, dpp_log_det, dpp_stopped_early, dpp_passes (plain ints/floats).
+
+    The two steps of a round, :func:`threshold` then :func:`pick`, in one call.
+    """
+    check_method(method)
+    eligible = None
+    info: dict = {}
+    if method in THRESHOLDED:
+        eligible, info = threshold(
+            method, scores, round_index=round_index, rounds=rounds, **options
+        )
+    chosen, pick_info = pick(
+        method,
+        scores,
+        embeddings,
+        eligible=eligible,
+        round_index=round_index,
+        rounds=rounds,
+        budget=budget,
+        seed=seed,
+        **options,
+    )
+    return chosen, {**pick_info, **info, "eligible": pick_info["eligible"]}
+
+
+def check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"unknown selection method {method!r}; expected one of {METHODS}")
+
+
+def _options(options: dict) -> dict:
     unknown = sorted(set(options) - set(OPTION_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown selection options {unknown}; known: {sorted(OPTION_DEFAULTS)}")
-    opts = {**OPTION_DEFAULTS, **options}
+    return {**OPTION_DEFAULTS, **options}
+
+
+def threshold(
+    method: str, scores: pd.DataFrame, *, round_index: int, rounds: int, **options
+) -> tuple[pd.DataFrame, dict]:
+    """The threshold step of a thresholded method (p3, static, spl: pacing; curriculum: its window).
+
+    Returns the eligible table (columns ``ELIGIBLE_COLUMNS``, rows in the order of ``scores``:
+    difficulty d_e as scored, τ_e, P_e, the eligible flag) and info: pool, finite, percentile,
+    threshold, eligible (plain numbers).
+    """
+    check_method(method)
+    if method not in THRESHOLDED:
+        raise ValueError(f"method {method!r} has no threshold step; thresholded: {THRESHOLDED}")
+    opts = _options(options)
+    pacing.percentile(round_index, rounds)  # validates round_index / rounds
+    ids, difficulty = _check_scores(scores)
+    if method == "curriculum":
+        percent = curriculum_percentile(round_index, rounds, start=opts["start"])
+        finite = np.isfinite(difficulty)
+        tau = math.nan
+        mask = np.zeros(len(ids), dtype=bool)
+        if finite.any():
+            tau = float(np.percentile(difficulty[finite], percent))
+            mask = finite & (difficulty <= tau)
+    else:
+        schedule = {key: opts[key] for key in ("start", "end", "schedule", "power", "alpha")}
+        previous = _align_previous(opts["previous"], ids)
+        mask, tau = pacing.eligible(difficulty, round_index, rounds, previous=previous, **schedule)
+        percent = pacing.percentile(
+            round_index,
+            rounds,
+            start=opts["start"],
+            end=opts["end"],
+            schedule=opts["schedule"],
+            power=opts["power"],
+        )
+    table = pd.DataFrame(
+        {
+            "sample_id": ids,
+            "difficulty": difficulty,
+            "threshold": np.full(len(ids), tau, dtype=np.float64),
+            "percentile": np.full(len(ids), percent, dtype=np.float64),
+            "eligible": mask,
+        }
+    )
+    info = {
+        "pool": len(ids),
+        "finite": int(np.isfinite(difficulty).sum()),
+        "percentile": float(percent),
+        "threshold": float(tau),
+        "eligible": int(mask.sum()),
+    }
+    return table, info
+
+
+def pick(
+    method: str,
+    scores: pd.DataFrame,
+    embeddings,
+    *,
+    eligible: pd.DataFrame | None = None,
+    round_index: int,
+    rounds: int,
+    budget: int | float,
+    seed: int,
+    **options,
+) -> tuple[pd.DataFrame, dict]:
+    """The select step: k samples out of the candidates, as the selection table, plus info.
+
+    Candidates: the ``eligible`` rows of the threshold step's table (thresholded methods; its rows
+    must be in the order of ``scores``), every finite sample (``dpp``) or the whole pool
+    (``random``, ``full``). p3, static and dpp pick by greedy MAP of the DPP; spl, curriculum and
+    random uniformly at random; full takes everything in a seeded shuffled order.
+    """
+    check_method(method)
+    opts = _options(options)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     pacing.percentile(round_index, rounds)  # validates round_index / rounds
@@ -128,12 +237,23 @@ def run_strategy(
     X = _check_embeddings(embeddings, n) if method in _NEEDS_EMBEDDINGS else None
     rng = np.random.default_rng([int(seed), int(round_index)])
 
+    tau = math.nan
+    if method in THRESHOLDED:
+        mask = _check_eligible(eligible, ids, method)
+        candidates = np.flatnonzero(mask)
+        if n:
+            tau = float(eligible["threshold"].iloc[0])
+    elif method == "dpp":
+        candidates = np.flatnonzero(np.isfinite(difficulty))
+    else:  # random, full: the whole pool, scores unused
+        candidates = np.arange(n)
+
     info = {
         "pool": n,
         "finite": int(np.isfinite(difficulty).sum()),
         "percentile": math.nan,
-        "threshold": math.nan,
-        "eligible": n,
+        "threshold": tau,
+        "eligible": len(candidates),
         "budget": k,
         "selected": 0,
         "shortfall": 0,
@@ -141,41 +261,10 @@ def run_strategy(
         "dpp_stopped_early": 0,
         "dpp_passes": 0,
     }
-    threshold = math.nan
-    if method in ("p3", "static", "spl"):
-        schedule = {key: opts[key] for key in ("start", "end", "schedule", "power", "alpha")}
-        previous = _align_previous(opts["previous"], ids)
-        mask, threshold = pacing.eligible(
-            difficulty, round_index, rounds, previous=previous, **schedule
-        )
-        info["percentile"] = pacing.percentile(
-            round_index,
-            rounds,
-            start=opts["start"],
-            end=opts["end"],
-            schedule=opts["schedule"],
-            power=opts["power"],
-        )
-        candidates = np.flatnonzero(mask)
-    elif method == "curriculum":
-        info["percentile"] = curriculum_percentile(round_index, rounds, start=opts["start"])
-        finite = np.isfinite(difficulty)
-        if finite.any():
-            threshold = float(np.percentile(difficulty[finite], info["percentile"]))
-            candidates = np.flatnonzero(finite & (difficulty <= threshold))
-        else:
-            candidates = np.zeros(0, dtype=np.int64)
-    elif method == "dpp":
-        candidates = np.flatnonzero(np.isfinite(difficulty))
-    else:  # random, full: the whole pool, scores unused
-        candidates = np.arange(n)
-    info["threshold"] = threshold
-    info["eligible"] = len(candidates)
-
     if method == "full":
         picks = rng.permutation(n)
         info["budget"] = n
-    elif method in ("p3", "static", "dpp"):
+    elif method in _NEEDS_EMBEDDINGS:
         picks = _dpp_pick(candidates, X, difficulty, k, opts, rng, info)
     else:  # spl, random, curriculum: uniform inside the candidates
         picks = rng.choice(candidates, size=min(k, len(candidates)), replace=False)
@@ -199,10 +288,25 @@ def run_strategy(
             "round": np.full(len(picks), round_index + 1, dtype=np.int64),
             "pick_order": np.arange(len(picks), dtype=np.int64),
             "difficulty": difficulty[picks],
-            "threshold": np.full(len(picks), threshold, dtype=np.float64),
+            "threshold": np.full(len(picks), tau, dtype=np.float64),
         }
     )
     return selection, info
+
+
+def _check_eligible(eligible, ids: np.ndarray, method: str) -> np.ndarray:
+    """The eligible flags of the threshold step's table, checked against the rows of ``scores``."""
+    if eligible is None:
+        raise ValueError(f"method {method!r} picks among the eligible samples: pass `eligible`")
+    missing = [c for c in ELIGIBLE_COLUMNS if c not in eligible.columns]
+    if missing:
+        raise ValueError(f"eligible table lacks column(s) {missing}; has {list(eligible.columns)}")
+    if len(eligible) != len(ids) or not np.array_equal(eligible["sample_id"].to_numpy(), ids):
+        raise ValueError(
+            "eligible table rows must be the scores' rows in the same order "
+            f"({len(eligible)} eligible rows vs {len(ids)} scores)"
+        )
+    return eligible["eligible"].to_numpy(dtype=bool)
 
 
 def curriculum_percentile(round_index: int, rounds: int, *, start: float = 45.0) -> float:
