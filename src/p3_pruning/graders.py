@@ -16,15 +16,17 @@ import threading
 from fractions import Fraction
 from typing import Any
 
-from p3_pruning.data.sources import last_boxed  # noqa: F401 (part of the graders' API)
-
-# A final-answer line: "Answer: 42", "**Final answer:** 42", "## Answer: 42".
-ANSWER_LINE = re.compile(r"(?im)^[ \t>*#_]*(?:final[ \t]+)?answer[ \t*_]*:[ \t*_]*(\S[^\n]*)$")
-GSM_MARKER = re.compile(r"(?m)####[ \t]*(\S[^\n]*)$")
-# Integers with or without thousands separators, decimals, simple fractions; a minus sign only where it
-# cannot be a subtraction ("10-4" holds 10 and 4, not −4).
-_NUMBER = re.compile(
-    r"(?:(?<![\w)\]])[-−])?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?|(?:(?<![\w)\]])[-−])?\.\d+"
+from p3_pruning.answers import (  # noqa: F401 (re-exported: part of the graders' API)
+    ANSWER_LINE,
+    GSM_MARKER,
+    answer_end,
+    answer_line,
+    boxed_end,
+    final_number,
+    gsm_marker,
+    last_boxed,
+    numbers,
+    to_number,
 )
 
 
@@ -40,93 +42,8 @@ class Grade:
 
 
 # ----------------------------------------------------------------------------------------------
-# Extraction
+# Extraction (answers: p3_pruning.answers)
 # ----------------------------------------------------------------------------------------------
-def boxed_end(text: str) -> int | None:
-    """Index just after the first complete ``\\boxed{...}`` in ``text`` (None if there is none yet)."""
-    for m in re.finditer(r"\\(?:boxed|fbox)[ ]*\{", text):
-        depth, i = 0, m.end() - 1
-        while i < len(text):
-            if text[i] == "\\":  # escaped brace: content, not structure
-                i += 2
-                continue
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    return i + 1
-            i += 1
-    return None
-
-
-def answer_end(text: str) -> int | None:
-    """Index just after the first complete final answer: an ``Answer: ...`` or ``#### ...`` line ended by a
-    newline, or a closed ``\\boxed{}``. Generation stops there."""
-    ends = []
-    for pattern in (ANSWER_LINE, GSM_MARKER):
-        for m in pattern.finditer(text):
-            if m.end() < len(text) and text[m.end()] == "\n":
-                ends.append(m.end() + 1)
-                break
-    box = boxed_end(text)
-    if box is not None:
-        ends.append(box)
-    return min(ends) if ends else None
-
-
-def _clean_answer(s: str) -> str:
-    """Drop markdown emphasis, surrounding ``$`` and a trailing period, in any nesting order."""
-    previous = None
-    while s != previous:
-        previous = s
-        s = s.strip().strip("*_`").strip().rstrip(".")
-        if len(s) > 1 and s.startswith("$") and s.endswith("$"):
-            s = s[1:-1]
-    return s
-
-
-def answer_line(text: str) -> str | None:
-    """The last ``Answer: ...`` line's content (markdown and a trailing period removed)."""
-    found = ANSWER_LINE.findall(text or "")
-    return _clean_answer(found[-1]) if found else None
-
-
-def gsm_marker(text: str) -> str | None:
-    """What follows the last ``####``."""
-    found = GSM_MARKER.findall(text or "")
-    return _clean_answer(found[-1]) if found else None
-
-
-def numbers(text: str) -> list[str]:
-    """Every number in ``text`` as written (``1,000``, ``-3.5``, ``3/4``)."""
-    return _NUMBER.findall(text or "")
-
-
-def to_number(text: str | None) -> Fraction | None:
-    """The first number in ``text`` as an exact fraction: ``"$1,000.00 dollars"`` → 1000, ``"3/4"`` → 3/4."""
-    if text is None:
-        return None
-    found = numbers(str(text))
-    if not found:
-        return None
-    raw = found[0].replace(",", "").replace("−", "-")
-    try:
-        return Fraction(raw)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def final_number(text: str) -> Fraction | None:
-    """The response's final number: ``####`` line, else ``Answer:`` line, else the last number in the text."""
-    for extracted in (gsm_marker(text), answer_line(text)):
-        value = to_number(extracted)
-        if value is not None:
-            return value
-    found = numbers(text)
-    return to_number(found[-1]) if found else None
-
-
 def extract_code(response: str) -> str:
     """Python code in a response: the longest ```python fenced block, else the longest fenced block,
     else the whole response."""

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from p3_pruning.answers import gsm8k_answer, last_boxed
 from p3_pruning.data.schema import (
     RECORD_PREVIEW_CHARS,
     DataError,
@@ -136,71 +137,6 @@ def _json_field(record: dict, key: str, expected: type | tuple[type, ...]) -> ob
         found = _JSON_NAMES.get(type(value), type(value).__name__)
         raise BadRecord(key, f"expected a JSON {names}, found {found}")
     return value
-
-
-# ----------------------------------------------------------------------------- answers
-_GSM8K_FINAL = re.compile(r"^\s*####\s*(.*?)\s*$", re.MULTILINE)
-_CALCULATOR = re.compile(r"<<[^<>]*>>")
-_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-
-
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """Content of the brace group opening at ``text[start] == "{"`` and the index after it.
-
-    Nested groups are balanced; escaped braces (``\\{``, ``\\}``) are content, not structure.
-    Returns None when the group never closes.
-    """
-    depth, i = 0, start
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-        i += 1
-    return None
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last top-level ``\\boxed{...}`` / ``\\fbox{...}`` (or ``\\boxed 5``) in ``text``.
-
-    Nested braces are handled (``\\boxed{\\frac{a}{b}}`` → ``\\frac{a}{b}``). None when there is no
-    box, it never closes, or it is empty.
-    """
-    found, pos = None, 0
-    while (match := _BOX.search(text, pos)) is not None:
-        i = match.end()
-        while i < len(text) and text[i] == " ":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            group = _braced(text, i)
-            if group is None:
-                found, pos = None, i + 1
-                continue
-            found, pos = group[0].strip(), group[1]
-        else:
-            bare = re.match(r"[^\s$]+", text[i:])
-            found, pos = (bare.group(0) if bare else None), match.end()
-    return found or None
-
-
-def gsm8k_answer(text: str) -> tuple[list[str], str] | None:
-    """Split a GSM8K answer into cleaned rationale steps and the final number (commas removed)."""
-    finals = list(_GSM8K_FINAL.finditer(text))
-    if not finals:
-        return None
-    final = finals[-1]
-    number = final.group(1).replace(",", "").strip()
-    if not number:
-        return None
-    rationale = _CALCULATOR.sub("", text[: final.start()])
-    steps = [line.strip() for line in rationale.splitlines() if line.strip()]
-    return steps, number
 
 
 # ----------------------------------------------------------------------------- parsers
