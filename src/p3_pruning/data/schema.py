@@ -6,6 +6,14 @@ exactly these columns, one row per sample:
 - ``sample_id`` (str, unique, stable across runs), ``source`` (str), ``prompt`` (str), ``response`` (str)
 - ``answer`` (str or null), ``tests`` (JSON str or null), ``level`` (str or null)
 - ``meta`` (JSON object as str)
+
+Optional column ``messages`` (JSON str or null), present when a source yields conversations (``chat``):
+the whole conversation as ``[{"role": "system"|"user"|"assistant", "content": str}, ...]`` with at
+least one assistant turn and a system turn only first. For such a row ``prompt`` is the last user
+turn before the final assistant turn and ``response`` that final assistant turn (so tools that see
+one exchange, like generation, see the last one), while scoring and training read every turn of
+``messages``. Single-turn rows have ``messages`` null; tables from single-turn sources have no
+``messages`` column at all.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ import pandas as pd
 SAMPLE_COLUMNS = ("sample_id", "source", "prompt", "response", "answer", "tests", "level", "meta")
 REQUIRED_TEXT = ("sample_id", "source", "prompt", "response")
 NULLABLE_TEXT = ("answer", "tests", "level")
+OPTIONAL_COLUMNS = ("messages",)
+ROLES = ("system", "user", "assistant")
 QUARANTINE_COLUMNS = ("file", "line", "field", "reason", "record")
 RECORD_PREVIEW_CHARS = 500
 
@@ -62,10 +72,47 @@ def empty_quarantine() -> pd.DataFrame:
     return frame
 
 
-def samples_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows (dicts with the canonical keys) → samples table with the canonical column order."""
+def samples_frame(rows: list[dict], *, optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows (dicts with the canonical keys) → samples table with the canonical column order.
+
+    ``optional``: optional columns (``OPTIONAL_COLUMNS``) to add after the canonical ones; a row
+    without the key gets null there.
+    """
     # object columns keep None for missing values (pandas would otherwise turn them into NaN)
-    return pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object) for c in SAMPLE_COLUMNS})
+    columns = (*SAMPLE_COLUMNS, *optional)
+    return pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in columns})
+
+
+def conversation_problem(messages) -> tuple[str, str] | None:
+    """``(where, reason)`` of the first problem of a decoded ``messages`` value, None when it is valid.
+
+    Valid: a list of ``{"role", "content"}`` objects, roles in ``ROLES``, a system turn only first,
+    contents non-empty strings, at least one assistant turn. ``where`` is ``messages[i].<key>``.
+    """
+    if not isinstance(messages, list) or not messages:
+        return "messages", "expected a non-empty list of turns"
+    for i, turn in enumerate(messages):
+        if not isinstance(turn, dict):
+            return f"messages[{i}]", f"expected an object, found {type(turn).__name__}"
+        role, content = turn.get("role"), turn.get("content")
+        if role not in ROLES:
+            return f"messages[{i}].role", f"unknown role {role!r}; expected one of {list(ROLES)}"
+        if role == "system" and i > 0:
+            return f"messages[{i}].role", "a system turn may only come first"
+        if not isinstance(content, str):
+            return f"messages[{i}].content", f"expected a string, found {type(content).__name__}"
+        if not content.strip():
+            return f"messages[{i}].content", "empty content"
+    if not any(turn["role"] == "assistant" for turn in messages):
+        return "messages", "no assistant turn"
+    return None
+
+
+def conversation(value: str | None) -> list[dict] | None:
+    """The turns of a ``messages`` cell (JSON text), or None for a single-turn row."""
+    if _missing(value):
+        return None
+    return json.loads(value)
 
 
 def quarantine_frame(rows: list[dict]) -> pd.DataFrame:
@@ -138,6 +185,11 @@ def validate_samples(samples: pd.DataFrame) -> pd.DataFrame:
             values.append(value)
         out[column] = pd.Series(values, dtype=object)
 
+    if "messages" in out.columns:
+        out["messages"] = pd.Series(
+            [_checked_messages(v, row) for row, v in enumerate(out["messages"])], dtype=object
+        )
+
     duplicated = out["sample_id"].duplicated(keep="first")
     if duplicated.any():
         row = int(duplicated.to_numpy().nonzero()[0][0])
@@ -150,3 +202,23 @@ def validate_samples(samples: pd.DataFrame) -> pd.DataFrame:
             field="sample_id",
         )
     return out
+
+
+def _checked_messages(value, row: int) -> str | None:
+    """A ``messages`` cell: null, or JSON text of a valid conversation (see ``conversation_problem``)."""
+    if _missing(value):
+        return None
+    if not isinstance(value, str):
+        raise DataError(
+            f"expected JSON text or null, found {type(value).__name__}",
+            line=row + 1,
+            field="messages",
+        )
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg})", line=row + 1, field="messages") from exc
+    problem = conversation_problem(parsed)
+    if problem is not None:
+        raise DataError(problem[1], line=row + 1, field=problem[0])
+    return value

@@ -1,4 +1,10 @@
-"""File and hub loaders: GSM8K, MATH, APPS and generic JSONL/JSON/Parquet → the samples table.
+"""File and hub loaders: GSM8K, MATH, APPS, Alpaca, chat and generic records → the samples table.
+
+Formats (``source``): ``gsm8k``, ``math``, ``apps``; ``alpaca`` (``instruction``, optional ``input``,
+``output``: the Stanford Alpaca JSON loads as is); ``chat`` (OpenAI/HF ``messages`` with
+``role``/``content``, or ShareGPT ``conversations`` with ``from``/``value``; several turns); ``jsonl``
+(any records with a column mapping). Containers: ``.jsonl``, ``.json``, ``.parquet`` (optionally
+gzipped), a Hugging Face ``datasets`` folder written by ``save_to_disk``, or a hub id when online.
 
 ``load_samples(path, source, on_bad_record=..., columns=...) -> (samples, quarantined)``. Every bad
 record either raises a ``DataError`` naming file, line (1-based record number) and field, or — with
@@ -32,10 +38,24 @@ from p3_pruning.data.schema import (
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("gsm8k", "math", "apps", "jsonl")
+SOURCES = ("gsm8k", "math", "apps", "jsonl", "alpaca", "chat")
 ON_BAD_RECORD = ("raise", "quarantine")
 ID_FIELDS = ("id", "problem_id", "idx", "unique_id", "task_id")
-GENERIC_KEYS = ("prompt", "response", "answer", "tests", "level", "sample_id", "source")
+# `columns` keys per source (canonical or format field → the record's field name)
+COLUMN_KEYS = {
+    "jsonl": ("prompt", "response", "answer", "tests", "level", "sample_id", "source"),
+    "alpaca": ("instruction", "input", "output", "answer", "level", "sample_id", "source"),
+    "chat": ("messages", "answer", "level", "sample_id", "source"),
+}
+# Turn keys and role names: OpenAI/HF (role/content) and ShareGPT (from/value: human, gpt).
+TURN_KEYS = (("role", "content"), ("from", "value"))
+ROLE_NAMES = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+}
 META_FIELD_CHARS = 200  # generic sources: longer unmapped fields are not copied into meta
 RECORD = "(record)"  # field name for problems with the record as a whole
 FILE = "(file)"  # field name for problems with the file as a whole
@@ -229,17 +249,9 @@ def _generic_tests(record: dict, key: str) -> str | None:
     return json.dumps(value)
 
 
-def _parse_generic(record: dict, columns: dict) -> Parsed:
-    prompt = _text(record, columns["prompt"])
-    response = _text(record, columns["response"])
-    tests = _generic_tests(record, columns["tests"])
-    id_keys = (columns["sample_id"],) if columns["sample_id"] else ID_FIELDS
-    record_id = _record_id(record, id_keys)
-    if columns["sample_id"] and record_id is None:
-        raise BadRecord(columns["sample_id"], "missing required field (mapped as sample_id)")
-    used = {columns[k] for k in ("prompt", "response", "answer", "tests", "level")} | set(id_keys)
-    # other short scalar fields travel along in meta (e.g. a category label)
-    extra = {
+def _extra_fields(record: dict, used: set[str]) -> dict:
+    """Other short scalar fields of a record, which travel along in meta (e.g. a category label)."""
+    return {
         k: v
         for k, v in record.items()
         if k not in used
@@ -247,6 +259,121 @@ def _parse_generic(record: dict, columns: dict) -> Parsed:
         and not _is_missing(v)
         and len(str(v)) <= META_FIELD_CHARS
     }
+
+
+def _id_of(record: dict, columns: dict) -> tuple[tuple[str, ...], tuple[str, str] | None]:
+    """The id field(s) looked at and ``(field, id)`` found; a mapped ``sample_id`` is required."""
+    id_keys = (columns["sample_id"],) if columns["sample_id"] else ID_FIELDS
+    record_id = _record_id(record, id_keys)
+    if columns["sample_id"] and record_id is None:
+        raise BadRecord(columns["sample_id"], "missing required field (mapped as sample_id)")
+    return id_keys, record_id
+
+
+def _parse_alpaca(record: dict, columns: dict) -> Parsed:
+    """Alpaca: the prompt is the instruction, then a blank line and the input when there is one."""
+    instruction = _text(record, columns["instruction"])
+    extra_input = _text(record, columns["input"], required=False)
+    output = _text(record, columns["output"])
+    id_keys, record_id = _id_of(record, columns)
+    prompt = instruction.strip() + (f"\n\n{extra_input.strip()}" if extra_input else "")
+    used = {columns[k] for k in ("instruction", "input", "output", "answer", "level")}
+    extra = _extra_fields(record, used | set(id_keys))
+    return {
+        "id": record_id,
+        "prompt": prompt,
+        "response": output.strip(),
+        "answer": _label(record, columns["answer"]),
+        "tests": None,
+        "level": _label(record, columns["level"]),
+        "meta": {"fields": extra} if extra else {},
+    }
+
+
+def _turns(record: dict, key: str) -> list[dict]:
+    """A conversation field → ``[{"role", "content"}]`` (roles normalised, contents stripped).
+
+    Turns are ``{"role", "content"}`` (OpenAI/HF) or ``{"from", "value"}`` (ShareGPT, roles
+    ``human``/``gpt``); every problem is named ``<key>[i].<field>``.
+    """
+    value = _get(record, key)
+    if isinstance(value, str) and value.strip():
+        value = _json_field(record, key, list)
+    if _is_missing(value) or (isinstance(value, list) and not value):
+        raise BadRecord(key, "missing required field (a list of turns)")
+    if not isinstance(value, list):
+        raise BadRecord(key, f"expected a list of turns, found {type(value).__name__}")
+    turns = []
+    for i, turn in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(turn, dict):
+            raise BadRecord(where, f"expected an object, found {type(turn).__name__}")
+        keys = next(((r, c) for r, c in TURN_KEYS if r in turn), None)
+        if keys is None:
+            raise BadRecord(where, "no 'role' (OpenAI/HF) or 'from' (ShareGPT) key")
+        role_key, content_key = keys
+        role = turn[role_key]
+        if not isinstance(role, str) or role.strip().lower() not in ROLE_NAMES:
+            raise BadRecord(
+                f"{where}.{role_key}",
+                f"unknown role {role!r}; expected system, user, assistant (ShareGPT: human, gpt)",
+            )
+        content = turn.get(content_key)
+        if _is_missing(content):
+            raise BadRecord(f"{where}.{content_key}", "missing content")
+        if not isinstance(content, str):
+            raise BadRecord(
+                f"{where}.{content_key}", f"expected a string, found {type(content).__name__}"
+            )
+        if not content.strip():
+            raise BadRecord(f"{where}.{content_key}", "empty content")
+        if ROLE_NAMES[role.strip().lower()] == "system" and i > 0:
+            raise BadRecord(f"{where}.{role_key}", "a system turn may only come first")
+        turns.append({"role": ROLE_NAMES[role.strip().lower()], "content": content.strip()})
+    return turns
+
+
+def _parse_chat(record: dict, columns: dict) -> Parsed:
+    """A conversation: ``messages`` keeps every turn; prompt/response are its last exchange.
+
+    Turns after the last assistant turn have nothing to learn from: they are left out and counted
+    in ``meta.trimmed_turns``.
+    """
+    key = columns["messages"] or next(
+        (k for k in ("messages", "conversations") if k in record), "messages"
+    )
+    turns = _turns(record, key)
+    last = max((i for i, t in enumerate(turns) if t["role"] == "assistant"), default=None)
+    if last is None:
+        raise BadRecord(key, "no assistant turn")
+    trimmed, turns = len(turns) - last - 1, turns[: last + 1]
+    users = [t["content"] for t in turns[:last] if t["role"] == "user"]
+    if not users:
+        raise BadRecord(key, "no user turn before the last assistant turn")
+    id_keys, record_id = _id_of(record, columns)
+    extra = _extra_fields(record, {key, columns["answer"], columns["level"], *id_keys})
+    messages = json.dumps(turns, ensure_ascii=False)
+    meta = {"turns": len(turns), **({"trimmed_turns": trimmed} if trimmed else {})}
+    return {
+        "id": record_id,
+        "key": content_id(messages),
+        "prompt": users[-1],
+        "response": turns[last]["content"],
+        "answer": _label(record, columns["answer"]),
+        "tests": None,
+        "level": _label(record, columns["level"]),
+        "messages": messages,
+        "meta": {**meta, **({"fields": extra} if extra else {})},
+    }
+
+
+def _parse_generic(record: dict, columns: dict) -> Parsed:
+    prompt = _text(record, columns["prompt"])
+    response = _text(record, columns["response"])
+    tests = _generic_tests(record, columns["tests"])
+    id_keys, record_id = _id_of(record, columns)
+    used = {columns[k] for k in ("prompt", "response", "answer", "tests", "level")} | set(id_keys)
+    extra = _extra_fields(record, used)
     return {
         "id": record_id,
         "prompt": prompt.strip(),
@@ -263,6 +390,8 @@ _PARSERS: dict[str, Callable[[dict, dict], Parsed]] = {
     "math": _parse_math,
     "apps": _parse_apps,
     "jsonl": _parse_generic,
+    "alpaca": _parse_alpaca,
+    "chat": _parse_chat,
 }
 
 
@@ -404,6 +533,41 @@ def _hub_records(name: str) -> Iterator[RawRecord]:
         yield number, _preview(record), record, None
 
 
+def _disk_records(folder: Path) -> Iterator[RawRecord]:
+    """Rows of a ``datasets`` folder written by ``save_to_disk`` (a ``DatasetDict``: its ``train``
+    split, or its only split)."""
+    if not any((folder / name).exists() for name in ("dataset_info.json", "dataset_dict.json")):
+        raise DataError(
+            "is a directory but not a Hugging Face datasets folder (no dataset_info.json or "
+            "dataset_dict.json); expected a .jsonl, .json or .parquet file or a save_to_disk folder",
+            file=str(folder),
+            line=1,
+            field=FILE,
+        )
+    import datasets  # noqa: PLC0415 - only for datasets folders
+
+    try:
+        rows = datasets.load_from_disk(str(folder))
+    except Exception as exc:  # corrupt arrow files, version mismatches: reported the same way
+        raise DataError(
+            f"unreadable datasets folder ({exc})", file=str(folder), line=1, field=FILE
+        ) from exc
+    if isinstance(rows, datasets.DatasetDict):
+        splits = list(rows)
+        if "train" not in rows and len(splits) != 1:
+            raise DataError(
+                f"datasets folder holds splits {splits} and none is 'train'; give the split's "
+                f"folder (e.g. {folder / splits[0]})",
+                file=str(folder),
+                line=1,
+                field=FILE,
+            )
+        rows = rows["train" if "train" in rows else splits[0]]
+    for number, row in enumerate(rows, start=1):
+        record = {k: _normalise(v) for k, v in dict(row).items()}
+        yield number, _preview(record), record, None
+
+
 def _raw_records(path: str | Path) -> Iterator[RawRecord]:
     local = Path(path).expanduser()
     if not local.exists():
@@ -412,12 +576,8 @@ def _raw_records(path: str | Path) -> Iterator[RawRecord]:
             return
         raise DataError("file not found", file=str(path), line=1, field=FILE)
     if local.is_dir():
-        raise DataError(
-            "is a directory; expected a .jsonl, .json or .parquet file",
-            file=str(path),
-            line=1,
-            field=FILE,
-        )
+        yield from _disk_records(local)
+        return
     suffixes = [s.lower() for s in local.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
@@ -443,18 +603,27 @@ def _raw_records(path: str | Path) -> Iterator[RawRecord]:
 
 
 # ----------------------------------------------------------------------------- entry point
-def _generic_columns(columns: dict | None, path: str | Path) -> dict:
+def _columns(source: str, columns: dict | None, path: str | Path) -> dict:
+    """The field name of every ``COLUMN_KEYS[source]`` key (default: the key itself).
+
+    ``sample_id`` stays None unless mapped (id fields are then looked up in ``ID_FIELDS``), chat's
+    ``messages`` stays None unless mapped (``messages``, else ``conversations``), and ``source`` is
+    the label written into the samples' ``source`` (default: the file's stem).
+    """
+    allowed = COLUMN_KEYS[source]
     columns = dict(columns or {})
-    unknown = sorted(set(columns) - set(GENERIC_KEYS))
+    unknown = sorted(set(columns) - set(allowed))
     if unknown:
         raise ValueError(
-            f"columns: unknown key(s) {unknown}; allowed keys are {list(GENERIC_KEYS)}"
+            f"columns: unknown key(s) {unknown} for source {source!r}; allowed keys are {list(allowed)}"
         )
     for key, value in columns.items():
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ValueError(f"columns[{key!r}] must be a non-empty string, got {value!r}")
-    out = {k: columns.get(k) or k for k in ("prompt", "response", "answer", "tests", "level")}
-    out["sample_id"] = columns.get("sample_id")
+    out = {k: columns.get(k) or k for k in allowed}
+    for key in ("sample_id", "messages"):
+        if key in allowed:
+            out[key] = columns.get(key)
     out["source"] = columns.get("source") or Path(str(path)).name.split(".")[0]
     return out
 
@@ -468,12 +637,18 @@ def load_samples(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Load a dataset file (or hub id) into the canonical samples table.
 
-    ``source``: ``gsm8k``, ``math``, ``apps`` or ``jsonl`` (generic: ``columns`` maps canonical
-    columns — ``prompt``, ``response``, ``answer``, ``tests``, ``level``, ``sample_id`` — to record
-    fields, dotted for nested ones; ``columns["source"]`` is the label written into ``source``,
-    default the file's stem). Files: ``.jsonl``, ``.json`` (one object or a list), ``.parquet``,
-    optionally gzipped. A missing path that looks like ``owner/name[:config][@split]`` is loaded
-    from the hub when the ``datasets`` package and network are available.
+    ``source``: ``gsm8k``, ``math``, ``apps``, ``alpaca``, ``chat`` or ``jsonl``. ``columns`` maps
+    a source's fields to the record's where their names differ, dotted for nested ones
+    (``COLUMN_KEYS``): ``jsonl`` — ``prompt``, ``response``, ``answer``, ``tests``, ``level``,
+    ``sample_id``; ``alpaca`` — ``instruction``, ``input``, ``output``, ``answer``, ``level``,
+    ``sample_id``; ``chat`` — ``messages`` (default ``messages``, else ``conversations``),
+    ``answer``, ``level``, ``sample_id``. ``columns["source"]`` is the label written into
+    ``source`` (default the file's stem). ``chat`` samples carry the whole conversation in a
+    ``messages`` column (see ``p3_pruning.data.schema``).
+
+    Files: ``.jsonl``, ``.json`` (one object or a list), ``.parquet``, optionally gzipped, or a
+    ``datasets.save_to_disk`` folder. A missing path that looks like
+    ``owner/name[:config][@split]`` is loaded from the hub when the network is available.
 
     Returns ``(samples, quarantined)``; ``quarantined`` has ``file, line, field, reason, record`` and
     is empty unless ``on_bad_record="quarantine"``. With ``"raise"`` the first bad record raises a
@@ -486,9 +661,11 @@ def load_samples(
         raise ValueError(
             f"on_bad_record must be one of {list(ON_BAD_RECORD)}, got {on_bad_record!r}"
         )
-    if columns and source != "jsonl":
-        raise ValueError(f"columns is only used with source='jsonl', not {source!r}")
-    options = _generic_columns(columns, path) if source == "jsonl" else {}
+    if columns and source not in COLUMN_KEYS:
+        raise ValueError(
+            f"columns is only used with source='jsonl', 'alpaca' or 'chat', not {source!r}"
+        )
+    options = _columns(source, columns, path) if source in COLUMN_KEYS else {}
     label = options.get("source", source)
     parse = _PARSERS[source]
     file = str(path)
@@ -506,12 +683,13 @@ def load_samples(
             key = (
                 parsed["id"][1]
                 if parsed["id"]
-                else content_id(parsed["prompt"], parsed["response"])
+                else parsed.get("key") or content_id(parsed["prompt"], parsed["response"])
             )
             sample_id = f"{label}-{key}"
             if sample_id in seen:
                 field = parsed["id"][0] if parsed["id"] else RECORD
-                what = f"id {key!r}" if parsed["id"] else "record (same prompt and response)"
+                same = "conversation" if "messages" in parsed else "prompt and response"
+                what = f"id {key!r}" if parsed["id"] else f"record (same {same})"
                 raise BadRecord(field, f"duplicate {what}, first seen at line {seen[sample_id]}")
         except BadRecord as exc:
             if on_bad_record == "raise":
@@ -538,6 +716,7 @@ def load_samples(
                 "tests": parsed["tests"],
                 "level": parsed["level"],
                 "meta": json.dumps(meta, ensure_ascii=False),
+                **({"messages": parsed["messages"]} if "messages" in parsed else {}),
             }
         )
 
@@ -560,4 +739,5 @@ def load_samples(
             n_records,
             "; ".join(f"{k} ×{v}" for k, v in counts.most_common()),
         )
-    return samples_frame(rows), quarantine_frame(bad_rows)
+    optional = ("messages",) if source == "chat" else ()
+    return samples_frame(rows, optional=optional), quarantine_frame(bad_rows)
