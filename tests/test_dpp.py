@@ -1,3 +1,4 @@
+import hashlib
 import logging
 import math
 
@@ -5,49 +6,45 @@ import numpy as np
 import pytest
 import torch
 
-from p3_pruning import dpp
-from p3_pruning.dpp import greedy_map
+from p3_pruning import dpp_kernel
+from p3_pruning.dpp import exact_greedy, greedy_map, greedy_map_reference
+from p3_pruning.dpp_kernel import Kernel
+from p3_pruning.dpp_stochastic import sample_size, stochastic_greedy
 
 torch.set_num_threads(2)
 
 
-def dense_reference_check(F, q, ridge, picks, k, *, tie_tol=1e-6, stop_tol=1e-10):
-    """Chen, Zhang & Zhou (2018) fast greedy MAP on the dense kernel, replayed along ``picks``.
+def replay_reference(F, q, ridge, picks, k, *, tie_tol=1e-6):
+    """``greedy_map_reference`` along ``picks``: each must be the reference's argmax at its step or
+    tie with it (|log gain − log best| ≤ tie_tol), and the run must end where the reference stops
+    (a step past the picks takes the reference's own argmax). Returns the reference's log det."""
 
-    Builds L = diag(q)(F Fᵀ + ridge I)diag(q) (n, n) and keeps the Cholesky rows C (t, n) and the
-    residual gains d² (n,). At every step the candidate under test must be the reference's argmax,
-    or tie with it: |log d²_mine − log d²_best| ≤ tie_tol. A run shorter than k must end where the
-    reference has nothing left above ``stop_tol`` (relative to max L_ii). Returns log det L_S.
-    """
-    F = np.asarray(F, dtype=np.float64)
-    n = len(q)
-    L = q[:, None] * (F @ F.T + ridge * np.eye(n)) * q[None, :]
-    C = np.zeros((max(len(picks), 1), n))
-    d2 = np.diag(L).copy()
-    scale = d2.max()
-    chosen = np.zeros(n, dtype=bool)
-    for t, j in enumerate(picks):
-        assert not chosen[j], f"item {j} picked twice"
-        avail = np.where(chosen, -np.inf, d2)
-        best = int(np.argmax(avail))
-        assert d2[best] > stop_tol * scale, f"step {t}: the reference would have stopped"
-        if j != best:
-            assert d2[j] > 0 and abs(math.log(d2[j]) - math.log(d2[best])) <= tie_tol, (
-                f"step {t}: picked {j} (gain {d2[j]:.12g}) but the best is {best} "
-                f"(gain {d2[best]:.12g})"
-            )
-        e = (L[j] - C[:t].T @ C[:t, j]) / math.sqrt(d2[j])
-        C[t] = e
-        d2 = d2 - e**2
-        chosen[j] = True
-    if len(picks) < k and not chosen.all():
-        rest = d2[~chosen]
-        assert rest.max() <= 1e-8 * scale, f"stopped at {len(picks)} with gain {rest.max()} left"
-    if len(picks) == 0:
-        return 0.0
-    sign, logdet = np.linalg.slogdet(L[np.ix_(picks, picks)])
-    assert sign > 0
-    return logdet
+    def choose(t, gain):
+        best = int(np.argmax(gain))
+        if t >= len(picks):
+            return best
+        j = int(picks[t])
+        assert gain[j] > 0 and abs(math.log(gain[j]) - math.log(gain[best])) <= tie_tol, (
+            f"step {t}: picked {j} (gain {gain[j]:.12g}) but the best is {best} "
+            f"(gain {gain[best]:.12g})"
+        )
+        return j
+
+    idx, log_det = greedy_map_reference(F, q, k, ridge=ridge, choose=choose)
+    np.testing.assert_array_equal(idx, picks)
+    return log_det
+
+
+def assert_same_picks_up_to_ties(F, q, ridge, got, expected, rel=1e-4):
+    """``got`` and ``expected`` agree, or split first where the two picks' gains (in float64 after
+    the common prefix) are within ``rel`` of each other: a floating-point near-tie."""
+    split = np.flatnonzero(got[: len(expected)] != expected[: len(got)])
+    if split.size == 0:
+        assert len(got) == len(expected)
+        return
+    i = int(split[0])
+    ga, gb = (_gain_after(F, q, ridge, got[:i], j) for j in (got[i], expected[i]))
+    assert abs(ga - gb) <= rel * max(ga, gb), (i, ga, gb)
 
 
 def unit_rows(rng, n, d):
@@ -81,8 +78,9 @@ def test_matches_dense_chen_reference(n, d, k, ridge):
     q = quality_with_ties_and_zeros(rng, n)
     idx, log_det, info = greedy_map(F, q, k, ridge=ridge, return_info=True)
     assert idx.dtype == np.int64 and len(set(idx.tolist())) == len(idx)
-    ref_log_det = dense_reference_check(F, q, ridge, idx.tolist(), k)
+    ref_log_det = replay_reference(F, q, ridge, idx, k)  # quality ties: near-ties of gains
     assert log_det == pytest.approx(ref_log_det, rel=1e-9, abs=1e-7)
+    assert ref_log_det == pytest.approx(_logdet(F, q, ridge, idx), rel=1e-9, abs=1e-7)
     if ridge == 0:
         assert len(idx) == min(d, (q > 0).sum()) and info["stop_reason"] == "rank"
         assert info["stopped_early"]
@@ -90,26 +88,61 @@ def test_matches_dense_chen_reference(n, d, k, ridge):
         assert len(idx) == k and not info["stopped_early"] and info["stop_reason"] == "budget"
 
 
+@pytest.mark.parametrize("ridge", [1e-3, 0.0])
+def test_reference_is_greedy_on_determinants(ridge):
+    # the reference against the definition: each step adds the item that maximises det(L_S+i)
+    rng = np.random.default_rng(14)
+    F = unit_rows(rng, 25, 6)
+    q = quality_with_ties_and_zeros(rng, 25)
+    idx, log_det = greedy_map_reference(F, q, 12, ridge=ridge)
+    chosen: list[int] = []
+    while len(chosen) < (12 if ridge else 6):  # rank(F) = 6: with ridge 0 greedy MAP stops there
+        best = max(
+            (i for i in range(25) if i not in chosen and q[i] > 0),
+            key=lambda i: _logdet(F, q, ridge, np.array(chosen + [i])),
+        )
+        chosen.append(best)
+    assert idx.tolist() == chosen
+    assert log_det == pytest.approx(_logdet(F, q, ridge, idx), rel=1e-9)
+
+
 def test_matches_reference_with_unnormalised_features_and_uniform_quality():
     rng = np.random.default_rng(7)
     F = rng.standard_normal((300, 12)) * rng.uniform(0.1, 3.0, size=(300, 1))
     idx, log_det = greedy_map(F, None, 100, ridge=0.05)
-    assert log_det == pytest.approx(
-        dense_reference_check(F, np.ones(300), 0.05, idx.tolist(), 100), rel=1e-9
-    )
+    ref_idx, ref_log_det = greedy_map_reference(F, None, 100, ridge=0.05)
+    np.testing.assert_array_equal(idx, ref_idx)
+    assert log_det == pytest.approx(ref_log_det, rel=1e-9)
+
+
+def test_picks_are_those_recorded_before_the_stochastic_mode_moved_to_its_own_module():
+    # float64 picks and log det of the code as it stood before dpp.py was split (sha256 of the
+    # int64 indices); a change of picks or rounding shows here first
+    rng = np.random.default_rng(21)
+    F = unit_rows(rng, 1500, 24)
+    q = rng.uniform(0.1, 1.0, 1500)
+    recorded = {
+        "exact": ("26a7588ac608d224", [934, 697, 525, 1081], -1908.8925730157468),
+        "stochastic": ("44bfa89baffd3a30", [507, 1414, 1283, 737], -1915.6964544804068),
+    }
+    for mode, (digest, first, ld) in recorded.items():
+        idx, log_det = greedy_map(F, q, 300, mode=mode, seed=4)
+        assert idx[:4].tolist() == first
+        assert hashlib.sha256(idx.tobytes()).hexdigest()[:16] == digest, mode
+        assert log_det == pytest.approx(ld, rel=1e-12)
 
 
 @pytest.mark.parametrize("lazy_top", [(2, 10**9, 2), (10**6, 1, 10**6)])
-def test_blocked_updates_do_not_change_the_picks(monkeypatch, lazy_top):
+def test_blocked_updates_do_not_change_the_picks(lazy_top):
     # a tiny lazy set forces early refreshes; a huge one tracks every item between refreshes
     rng = np.random.default_rng(11)
     F = unit_rows(rng, 700, 12)
     q = quality_with_ties_and_zeros(rng, 700)
     expected, ld = greedy_map(F, q, 200)
-    monkeypatch.setattr(dpp, "_LAZY_TOP", lazy_top)
-    got, ld2 = greedy_map(F, q, 200)
-    dense_reference_check(F, q, 1e-3, got.tolist(), 200)
-    assert ld2 == pytest.approx(ld, rel=1e-9)
+    got, ld2, reason = exact_greedy(Kernel.build(F, q, ridge=1e-3), 200, lazy_top=lazy_top)
+    np.testing.assert_array_equal(got, expected)
+    replay_reference(F, q, 1e-3, got, 200)
+    assert ld2 == pytest.approx(ld, rel=1e-9) and reason == "budget"
 
 
 def test_float32_input_matches_reference_up_to_float32_ties():
@@ -117,7 +150,7 @@ def test_float32_input_matches_reference_up_to_float32_ties():
     F = unit_rows(rng, 500, 32).astype(np.float32)
     q = rng.uniform(0.2, 1.0, 500)
     idx, log_det = greedy_map(F, q, 200, ridge=1e-3)
-    ref = dense_reference_check(F.astype(np.float64), q, 1e-3, idx.tolist(), 200, tie_tol=1e-4)
+    ref = replay_reference(F.astype(np.float64), q, 1e-3, idx, 200, tie_tol=1e-4)
     assert log_det == pytest.approx(ref, rel=1e-6)
 
 
@@ -163,6 +196,21 @@ def test_accepts_tensors_that_require_grad_and_empty_pools():
     assert len(idx) == 4
     idx, log_det, info = greedy_map(np.zeros((0, 5)), None, 3, return_info=True)
     assert len(idx) == 0 and log_det == 0.0 and info["stop_reason"] == "pool"
+
+
+def test_memory_mapped_features_are_read_in_place(tmp_path):
+    rng = np.random.default_rng(15)
+    F = unit_rows(rng, 2000, 16).astype(np.float32)
+    q = rng.uniform(0.1, 1.0, 2000)
+    np.save(tmp_path / "features.npy", F)
+    mapped = np.load(tmp_path / "features.npy", mmap_mode="r")
+    kernel = Kernel.build(mapped, q, ridge=1e-3)
+    assert np.shares_memory(kernel.F, mapped)  # no copy of the features
+    for mode in ("exact", "stochastic"):
+        idx, log_det = greedy_map(mapped, q, 200, mode=mode)
+        idx_mem, log_det_mem = greedy_map(F, q, 200, mode=mode)
+        np.testing.assert_array_equal(idx, idx_mem)
+        assert log_det == log_det_mem
 
 
 def test_never_builds_the_n_by_n_kernel():
@@ -223,48 +271,43 @@ def test_stochastic_lazy_subsets_give_the_same_picks_with_fewer_evaluations(
     F = unit_rows(rng, n, 16).astype(dtype)
     q = quality_with_ties_and_zeros(rng, n)
     evaluated = []
-    project_rows = dpp._Projector.project_rows  # every quadratic form against P goes through it
+    project_rows = dpp_kernel.Projector.project_rows  # every quadratic form against P uses it
 
     def counting(self, G):
         evaluated.append(G.shape[0])
         return project_rows(self, G)
 
-    monkeypatch.setattr(dpp._Projector, "project_rows", counting)
+    monkeypatch.setattr(dpp_kernel.Projector, "project_rows", counting)
+    kernel, size = Kernel.build(F, q, ridge=1e-3), sample_size(n, k, 0.01)
     runs = {}
     for lazy in (True, False):
-        monkeypatch.setattr(dpp, "_LAZY_STOCHASTIC", lazy)
         evaluated.clear()
-        runs[lazy] = (
-            greedy_map(F, q, k, mode="stochastic", seed=5, return_info=True),
-            sum(evaluated),
-        )
+        runs[lazy] = (stochastic_greedy(kernel, k, size=size, seed=5, lazy=lazy), sum(evaluated))
     (lazy_out, lazy_rows), (full_out, full_rows) = runs[True], runs[False]
-    a, b = lazy_out[0], full_out[0]
+    a, b = np.asarray(lazy_out[0]), np.asarray(full_out[0])
     assert lazy_out[2] == full_out[2] and len(a) == len(b)
     if dtype == np.float64:
         np.testing.assert_array_equal(a, b)
         assert lazy_out[1] == full_out[1]
     else:  # float32 products of other shapes round differently: a split only at a near-tie
-        split = np.flatnonzero(a != b)
-        if split.size:
-            i = int(split[0])
-            ga, gb = (_gain_after(F, q, 1e-3, a[:i], j) for j in (a[i], b[i]))
-            assert abs(ga - gb) <= 1e-4 * max(ga, gb), (i, ga, gb)
+        assert_same_picks_up_to_ties(F, q, 1e-3, a, b)
     assert lazy_rows < 0.8 * full_rows if saves else lazy_rows <= full_rows
 
 
 @pytest.mark.parametrize("rows", [10**6, 450])
-def test_stochastic_with_whole_pool_subsets_is_exact_greedy(monkeypatch, rows):
+def test_stochastic_with_whole_pool_subsets_is_exact_greedy(rows):
     # a tiny delta makes every subset the whole remaining pool, so stochastic greedy must pick as
     # exact greedy does; a small row budget splits the blocks between flushes (3 subsets each)
-    monkeypatch.setattr(dpp, "_SUBSET_ROWS", rows)
     rng = np.random.default_rng(13)
     F = unit_rows(rng, 150, 10)
     q = quality_with_ties_and_zeros(rng, 150)
-    idx, log_det, info = greedy_map(F, q, 60, mode="stochastic", delta=1e-30, return_info=True)
-    assert info["sample_size"] >= 150
-    ref = dense_reference_check(F, q, 1e-3, idx.tolist(), 60)
-    assert len(idx) == 60 and log_det == pytest.approx(ref, rel=1e-9)
+    size = sample_size(150, 60, 1e-30)
+    assert size >= 150
+    idx, log_det, reason = stochastic_greedy(
+        Kernel.build(F, q, ridge=1e-3), 60, size=size, seed=0, subset_rows=rows
+    )
+    ref_log_det = replay_reference(F, q, 1e-3, idx, 60)
+    assert reason == "budget" and log_det == pytest.approx(ref_log_det, rel=1e-9)
 
 
 def _gain_after(F, q, ridge, prefix, j):
@@ -282,19 +325,28 @@ def _logdet(F, q, ridge, idx):
 
 
 @pytest.mark.parametrize("mode", ["exact", "stochastic"])
-def test_torch_code_path_gives_the_same_picks(monkeypatch, mode):
+def test_torch_code_path_gives_the_same_picks(mode):
     # the code path CUDA takes, run on CPU tensors
     rng = np.random.default_rng(9)
     F = unit_rows(rng, 800, 20)
     q = quality_with_ties_and_zeros(rng, 800)
+
+    def run(features, numpy_on_cpu):
+        kernel = Kernel.build(features, q, ridge=1e-3, numpy_on_cpu=numpy_on_cpu)
+        assert kernel.ops.cpu == numpy_on_cpu
+        if mode == "exact":
+            return exact_greedy(kernel, 50)
+        return stochastic_greedy(kernel, 50, size=sample_size(800, 50, 0.01), seed=3)
+
     for features in (F, F.astype(np.float32)):
-        expected = greedy_map(features, q, 50, mode=mode, seed=3, return_info=True)
-        monkeypatch.setattr(dpp, "_NUMPY_ON_CPU", False)
-        got = greedy_map(torch.as_tensor(features), q, 50, mode=mode, seed=3, return_info=True)
-        monkeypatch.setattr(dpp, "_NUMPY_ON_CPU", True)
+        expected = run(features, True)
+        got = run(torch.as_tensor(features), False)
         np.testing.assert_array_equal(got[0], expected[0])
         assert got[1] == pytest.approx(expected[1], rel=1e-9)
-        assert got[2] == expected[2]
+        assert got[2] == expected[2] == "budget"
+    # and greedy_map itself takes that mode's path with the same picks
+    idx, _ = greedy_map(F, q, 50, mode=mode, seed=3)
+    np.testing.assert_array_equal(idx, run(F, True)[0])
 
 
 @pytest.mark.parametrize(
