@@ -22,12 +22,24 @@ token that straddles a separator and an action (``.\\n``) is scored with that ac
 overlaps two actions (rare: a merge across a separator) is scored in both. The end-of-turn token
 is in no action.
 
+Conversations (a ``messages`` column, see ``p3_pruning.data.schema``): the whole conversation is
+encoded with the model's chat template (``chat.encode_conversation``; plain-text fallback for a
+tokenizer without one), every assistant turn is split into actions by the same segmenter, and all
+of them are scored in the same one forward pass, each with every earlier turn as context. System and
+user tokens are context only. ``difficulty = 1 − mean over all actions of all turns``; the scores
+table then has a ``turn_probs`` column: per assistant turn, the mean p_k of its actions (NaN for a
+turn with no action; turns cut by ``max_length`` are absent; a single-turn row in the same table has
+one entry). For the embedding, a conversation's prompt is everything before its first assistant
+turn. Rows whose ``messages`` is null are encoded as single-turn samples, exactly as without the
+column.
+
 Length policy (``max_length``): a sequence longer than ``max_length`` tokens keeps its prompt and
 the leading actions that end within the limit; the kept actions are scored and the row is flagged
 ``truncated``. If no action fits, the row gets status ``too_long``.
 
 Failures never drop a row: difficulty is ``+inf``, ``status`` a reason code (``empty_response``,
-``no_actions``, ``missing_prompt``, ``too_long``, ``non_finite``, ``error``), ``reason`` a sentence,
+``no_actions``, ``missing_prompt``, ``too_long``, ``non_finite``, ``bad_messages``, ``template``,
+``error``), ``reason`` a sentence,
 ``action_probs`` empty and the embedding row all zeros. A tokenizer without a pad token is not a
 failure: padded positions are masked and never scored, so any id (eos, else 0) pads.
 """
@@ -36,6 +48,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -48,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from p3_pruning.chat import DEFAULT_SYSTEM, encode_pair
+from p3_pruning.chat import DEFAULT_SYSTEM, encode_conversation, encode_pair
 from p3_pruning.segment import Span, get_segmenter
 
 log = logging.getLogger(__name__)
@@ -93,6 +106,7 @@ class Encoded:
     prompt_len: int
     n_tokens: int  # length of the full encoding, before any truncation
     truncated: bool
+    turn_actions: tuple[int, ...] | None = None  # conversations: scored actions per assistant turn
 
 
 def token_spans(offsets: Sequence[Span], char_spans: Sequence[Span]) -> list[Span]:
@@ -117,9 +131,64 @@ def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
 
 
-def _encode(
-    tokenizer, prompt, response, split: Callable[[str], list[Span]], *, system, max_length
+def _truncate(ids, spans, prompt_len, max_length, turn_actions=None) -> Encoded:
+    """Keep the leading actions that end within ``max_length`` (module doc: length policy)."""
+    n_tokens = len(ids)
+    if max_length is None or n_tokens <= max_length:
+        return Encoded(list(ids), spans, prompt_len, n_tokens, False, turn_actions)
+    kept = [sp for sp in spans if sp[1] <= max_length]
+    if not kept:
+        raise ScoringError(
+            "too_long",
+            f"{n_tokens} tokens (prompt {prompt_len}) and no action ends within "
+            f"max_length={max_length}",
+            n_tokens,
+        )
+    if turn_actions is not None:
+        left, counts = len(kept), []
+        for count in turn_actions:
+            if left <= 0:
+                break
+            counts.append(min(count, left))
+            left -= count
+        turn_actions = tuple(counts)
+    return Encoded(list(ids[: kept[-1][1]]), kept, prompt_len, n_tokens, True, turn_actions)
+
+
+def _encode_conversation(
+    tokenizer, messages, split: Callable[[str], list[Span]], *, system, max_length
 ) -> Encoded:
+    try:
+        turns = json.loads(messages) if isinstance(messages, str) else list(messages)
+        ids, prompt_len, assistant = encode_conversation(tokenizer, turns, system=system)
+    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+        raise ScoringError("bad_messages", f"messages is not a list of turns ({exc})") from exc
+    except ValueError as exc:
+        raise ScoringError("template", str(exc)) from exc
+    spans, counts = [], []
+    for turn in assistant:
+        found = token_spans(turn.offsets, split(turn.content))
+        spans.extend((turn.start + s, turn.start + e) for s, e in found)
+        counts.append(len(found))
+    if not spans:
+        raise ScoringError("no_actions", "no assistant turn has an action")
+    return _truncate(ids, spans, prompt_len, max_length, tuple(counts))
+
+
+def _encode(
+    tokenizer,
+    prompt,
+    response,
+    split: Callable[[str], list[Span]],
+    *,
+    system,
+    max_length,
+    messages=None,
+) -> Encoded:
+    if not _missing(messages):
+        return _encode_conversation(
+            tokenizer, messages, split, system=system, max_length=max_length
+        )
     if _missing(prompt) or not str(prompt).strip():
         raise ScoringError("missing_prompt", "the sample has no prompt")
     if _missing(response) or not str(response).strip():
@@ -134,19 +203,7 @@ def _encode(
     spans = [(prompt_len + s, prompt_len + e) for s, e in token_spans(offsets, char_spans)]
     if not spans:
         raise ScoringError("no_actions", "no response token overlaps an action")
-    n_tokens = len(ids)
-    truncated = False
-    if max_length is not None and n_tokens > max_length:
-        spans = [sp for sp in spans if sp[1] <= max_length]
-        if not spans:
-            raise ScoringError(
-                "too_long",
-                f"{n_tokens} tokens (prompt {prompt_len}) and no action ends within "
-                f"max_length={max_length}",
-                n_tokens,
-            )
-        ids, truncated = ids[: spans[-1][1]], True
-    return Encoded(list(ids), spans, prompt_len, n_tokens, truncated)
+    return _truncate(ids, spans, prompt_len, max_length)
 
 
 def encode(
@@ -160,17 +217,19 @@ def encode(
 ) -> tuple[list[int], list[Span]]:
     """The exact ids ``score_samples`` feeds the model for ``sample`` and each action's token range.
 
-    ``sample`` is a row of the samples table (``prompt``, ``response``). Returns
+    ``sample`` is a row of the samples table (``prompt``, ``response``; a non-null ``messages``
+    encodes the whole conversation, every assistant turn's actions in order). Returns
     ``(input_ids, action_spans)`` with ``action_spans[k] = (start, end)`` indices into ``input_ids``.
     Raises ``ScoringError`` (a ``ValueError`` with ``.status``) for a sample that cannot be scored.
     """
     enc = _encode(
         tokenizer,
-        sample["prompt"],
-        sample["response"],
+        sample.get("prompt"),
+        sample.get("response"),
         get_segmenter(segmenter, pattern=pattern),
         system=system,
         max_length=max_length,
+        messages=sample.get("messages"),
     )
     return enc.input_ids, enc.action_spans
 
@@ -461,7 +520,8 @@ def score_samples(
     Returns:
         ``scores``: DataFrame in input row order with ``sample_id, difficulty, n_actions, n_tokens,
         action_probs, status, reason, truncated`` (``n_tokens``: prompt + response + end-of-turn
-        before truncation; ``n_actions``/``action_probs``: the scored actions);
+        before truncation; ``n_actions``/``action_probs``: the scored actions), and ``turn_probs``
+        when ``samples`` has a ``messages`` column (module doc);
         ``embeddings``: (n, d) float32, zeros for failed rows.
     """
     missing = [c for c in ("sample_id", "prompt", "response") if c not in samples.columns]
@@ -498,12 +558,22 @@ def score_samples(
         )
         for sid in samples["sample_id"].tolist()
     ]
+    turned = "messages" in samples.columns
+    conversations = samples["messages"] if turned else [None] * n
     encoded: dict[int, Encoded] = {}
-    for i, (prompt, response) in enumerate(
-        zip(samples["prompt"], samples["response"], strict=True)
+    for i, (prompt, response, messages) in enumerate(
+        zip(samples["prompt"], samples["response"], conversations, strict=True)
     ):
         try:
-            enc = _encode(tokenizer, prompt, response, split, system=system, max_length=max_length)
+            enc = _encode(
+                tokenizer,
+                prompt,
+                response,
+                split,
+                system=system,
+                max_length=max_length,
+                messages=messages,
+            )
         except ScoringError as exc:
             rows[i].update(status=exc.status, reason=exc.reason, n_tokens=exc.n_tokens)
             continue
@@ -547,6 +617,8 @@ def score_samples(
         rows[i].update(
             n_actions=len(probs), action_probs=probs, difficulty=1.0 - float(np.mean(probs))
         )
+        if turned:
+            rows[i]["turn_probs"] = turn_means(probs, encoded[i].turn_actions)
     if dim is None:
         dim = n_prompt_probs if embed == "prompt_probs" else _hidden_size(model)
     embeddings = np.zeros((n, dim), dtype=np.float32)
@@ -554,7 +626,10 @@ def score_samples(
         if rows[i]["status"] == "ok":
             embeddings[i] = emb
 
-    scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    if turned:
+        for row in rows:
+            row.setdefault("turn_probs", [])
+    scores = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *(["turn_probs"] if turned else [])])
     counts = Counter(scores["status"])
     log.info(
         "Scored %d samples: %s; %d truncated to max_length=%s",
@@ -566,6 +641,19 @@ def score_samples(
     if n - counts.get("ok", 0):
         log.warning("%d of %d samples could not be scored (difficulty +inf)", n - counts["ok"], n)
     return scores, embeddings
+
+
+def turn_means(probs: Sequence[float], turn_actions: Sequence[int] | None) -> list[float]:
+    """Mean action probability per assistant turn (NaN for a turn without actions); a single-turn
+    sample (``turn_actions`` None) is one turn."""
+    if turn_actions is None:
+        return [float(np.mean(probs))]
+    out, start = [], 0
+    for count in turn_actions:
+        part = probs[start : start + count]
+        out.append(float(np.mean(part)) if count else float("nan"))
+        start += count
+    return out
 
 
 def _run(policy, idx: list[int], encoded, pad_id, opts, results, rows) -> None:
