@@ -148,10 +148,6 @@ def test_truncation_keeps_whole_leading_turns_and_bad_messages_fail_softly(model
 
 def test_tokenizer_without_chat_template_uses_the_plain_fallback(model_and_chats):
     model, tok, chats = model_and_chats
-    plain = (
-        load_model("tiny-random")[1].__class__.from_pretrained(tok.name_or_path) if False else None
-    )
-    del plain
     template, tok.chat_template = tok.chat_template, None
     try:
         scores, _ = score_samples(model, tok, chats.iloc[:2], progress=False)
