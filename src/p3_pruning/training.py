@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import logging
 import math
 import tempfile
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from p3_pruning.adapters import LoraAdapter
-from p3_pruning.chat import DEFAULT_SYSTEM, encode_pair
+from p3_pruning.chat import DEFAULT_SYSTEM, encode_conversation, encode_pair
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,13 @@ def build_features(
     loss_on: str = "response",
     system: str | None = DEFAULT_SYSTEM,
 ) -> list[dict]:
-    """Token ids and labels per sample, via ``chat.encode_pair``.
+    """Token ids and labels per sample, via ``chat.encode_pair`` (``chat.encode_conversation`` for a row
+    whose ``messages`` is not null).
 
     Returns dicts with ``input_ids`` and ``labels`` (lists of length ≤ ``max_length``) and ``sample_id``.
-    Labels are −100 on the prompt when ``loss_on="response"`` (the end-of-turn token after the response is
-    a target); ``loss_on="all"`` trains on every token. Sequences are cut at ``max_length``.
+    With ``loss_on="response"`` only assistant tokens are targets: the response (every assistant turn of
+    a conversation) and the end-of-turn token after it; system and user tokens get −100.
+    ``loss_on="all"`` trains on every token. Sequences are cut at ``max_length``.
     """
     if loss_on not in ("response", "all"):
         raise ValueError(f"loss_on must be 'response' or 'all', got {loss_on!r}")
@@ -128,14 +131,24 @@ def build_features(
         if "sample_id" in samples.columns
         else pd.Series(samples.index.astype(str))
     )
+    conversations = samples["messages"] if "messages" in samples.columns else [None] * len(samples)
     features = []
-    for sample_id, prompt, response in zip(
-        ids, samples["prompt"], samples["response"], strict=True
+    for sample_id, prompt, response, messages in zip(
+        ids, samples["prompt"], samples["response"], conversations, strict=True
     ):
-        input_ids, prompt_len, _ = encode_pair(tokenizer, prompt, response, system=system)
-        labels = list(input_ids)
-        if loss_on == "response":
+        if isinstance(messages, str):
+            input_ids, _, turns = encode_conversation(
+                tokenizer, json.loads(messages), system=system
+            )
+            labels = [IGNORE_INDEX] * len(input_ids)
+            for turn in turns:
+                labels[turn.start : turn.end] = input_ids[turn.start : turn.end]
+        else:
+            input_ids, prompt_len, _ = encode_pair(tokenizer, prompt, response, system=system)
+            labels = list(input_ids)
             labels[:prompt_len] = [IGNORE_INDEX] * prompt_len
+        if loss_on == "all":
+            labels = list(input_ids)
         features.append(
             {
                 "sample_id": str(sample_id),
