@@ -1,0 +1,258 @@
+"""Sweeps from cached scores: what threshold, budget, ridge and schedule would have selected.
+
+Kedro-free, no model call. A round's scores and embeddings are all the threshold and the DPP look
+at, so the selection any other setting would have made in that round is a pure function of them.
+
+- :func:`sweep`: a grid of threshold percentile P × budget k × ridge ε. Each point runs P3's own
+  rule (:func:`p3_pruning.strategies.run_strategy`, method ``p3``: threshold, then greedy MAP of the
+  DPP) with the percentile forced to P (``start = end = P``: every schedule gives P_e = P then).
+- :func:`schedule_sweep`: for each pacing schedule, the percentile P_e of every round e and what
+  that round's rule would select from the given scores (column ``scores_round`` says which round
+  scored them: the other rounds' figures are "this round's difficulties, thresholded at round e's
+  percentile", not a replay of those rounds).
+
+Per point: ``threshold`` τ, ``eligible`` count, ``k`` (the budget resolved against the pool),
+``selected``, ``shortfall``, ``selected_difficulty_mean``, ``dpp_log_det`` (log det of the kernel
+over the first DPP pass's picks), ``dpp_passes``, ``overlap_configured`` (fraction of this
+selection that the configured run also selected, as the rounds' ``overlap_prev``),
+``jaccard_configured`` and ``seconds``. At the configured point (same percentile, budget, ridge and
+options as the run) the selection is the run's, bit for bit: overlap 1.
+
+:func:`sweep_heatmap`: percentile × budget, one panel per ridge, colour = any numeric column.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from p3_pruning import strategies  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# options the percentile grid sets itself (start = end = P makes the schedule irrelevant)
+GRID_OPTIONS = ("start", "end", "schedule", "power", "ridge")
+SCHEDULE_OPTIONS = ("start", "end", "schedule", "power", "alpha")
+METRICS = [
+    "pool",
+    "finite",
+    "threshold",
+    "eligible",
+    "k",
+    "selected",
+    "shortfall",
+    "selected_difficulty_mean",
+    "dpp_log_det",
+    "dpp_passes",
+    "overlap_configured",
+    "jaccard_configured",
+    "seconds",
+]
+SWEEP_COLUMNS = ["percentile", "budget", "ridge", *METRICS]
+SCHEDULE_COLUMNS = ["schedule", "round", "scores_round", "percentile", *METRICS]
+
+
+def _progress(iterable, *, enabled: bool, total: int, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="point")
+
+
+def _measure(scores, embeddings, configured_ids, *, method, **kwargs) -> dict:
+    """Run the strategy once; the per-point metrics of the module doc."""
+    start = time.perf_counter()
+    chosen, info = strategies.run_strategy(method, scores, embeddings, **kwargs)
+    seconds = time.perf_counter() - start
+    picked = set(chosen["sample_id"])
+    if configured_ids is None:
+        overlap = jaccard = math.nan
+    else:
+        common = len(picked & configured_ids)
+        overlap = common / len(picked) if picked else math.nan
+        union = len(picked | configured_ids)
+        jaccard = common / union if union else math.nan
+    d = chosen["difficulty"].to_numpy(dtype=np.float64)
+    return {
+        "pool": info["pool"],
+        "finite": info["finite"],
+        "threshold": info["threshold"],
+        "eligible": info["eligible"],
+        "k": info["budget"],
+        "selected": info["selected"],
+        "shortfall": info["shortfall"],
+        "selected_difficulty_mean": float(d.mean()) if len(d) else math.nan,
+        "dpp_log_det": info["dpp_log_det"],
+        "dpp_passes": info["dpp_passes"],
+        "overlap_configured": overlap,
+        "jaccard_configured": jaccard,
+        "seconds": seconds,
+        "percentile": info["percentile"],
+    }
+
+
+def _configured_ids(configured: pd.DataFrame | None) -> set | None:
+    if configured is None:
+        return None
+    if not isinstance(configured, pd.DataFrame) or "sample_id" not in configured.columns:
+        raise ValueError("configured must be a selection table with a sample_id column")
+    return set(configured["sample_id"])
+
+
+def _values(name: str, values) -> list:
+    values = list(values)
+    if not values:
+        raise ValueError(f"the sweep grid needs at least one value for {name}")
+    return values
+
+
+def sweep(
+    scores: pd.DataFrame,
+    embeddings,
+    *,
+    percentiles: Sequence[float],
+    budgets: Sequence[int | float],
+    ridges: Sequence[float],
+    rounds: int,
+    round_index: int,
+    seed: int,
+    configured: pd.DataFrame | None = None,
+    method: str = "p3",
+    progress: bool = True,
+    **options,
+) -> pd.DataFrame:
+    """One row per (percentile, budget, ridge), in that nesting order; columns ``SWEEP_COLUMNS``.
+
+    scores / embeddings: one round's cached scores table and (n, d) embeddings in the same row
+    order. round_index (0-based) / rounds / seed: the run's, so the strategy draws what the run
+    drew. configured: the run's selection for that round (overlap columns; NaN without it).
+    method: ``p3`` (threshold + DPP, default) or ``spl`` (threshold + uniform pick: no log det).
+    options: further :func:`p3_pruning.strategies.run_strategy` options (``dpp_mode``, ``alpha``,
+    ``previous``, ``quality_floor`` …); ``GRID_OPTIONS`` are set by the grid and ignored if given.
+    """
+    if method not in ("p3", "spl"):
+        raise ValueError(f"the sweep runs a thresholding method ('p3' or 'spl'), got {method!r}")
+    percentiles = _values("percentiles", percentiles)
+    budgets = _values("budgets", budgets)
+    ridges = _values("ridges", ridges)
+    for p in percentiles:
+        if not 0 <= p <= 100:
+            raise ValueError(f"sweep percentiles must be in [0, 100], got {p!r}")
+    base = {k: v for k, v in options.items() if k not in GRID_OPTIONS}
+    configured_ids = _configured_ids(configured)
+    grid = list(itertools.product(percentiles, ridges, budgets))
+    rows = []
+    for p, ridge, budget in _progress(grid, enabled=progress, total=len(grid), desc="sweep"):
+        metrics = _measure(
+            scores,
+            embeddings,
+            configured_ids,
+            method=method,
+            round_index=round_index,
+            rounds=rounds,
+            budget=budget,
+            seed=seed,
+            **base,
+            start=float(p),
+            end=float(p),
+            ridge=float(ridge),
+        )
+        metrics.pop("percentile")
+        rows.append({"percentile": float(p), "budget": budget, "ridge": float(ridge), **metrics})
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def schedule_sweep(
+    scores: pd.DataFrame,
+    embeddings,
+    *,
+    schedules: Mapping[str, Mapping],
+    rounds: int,
+    budget: int | float,
+    seed: int,
+    scores_round: int,
+    configured: pd.DataFrame | None = None,
+    method: str = "p3",
+    progress: bool = True,
+    **options,
+) -> pd.DataFrame:
+    """One row per (schedule, round); columns ``SCHEDULE_COLUMNS``.
+
+    schedules: name → pacing settings (``start``, ``end``, ``schedule``, ``power``, ``alpha``) that
+    replace those in ``options`` for that schedule. Each round e = 1 … ``rounds`` runs the method's
+    rule with ``round_index = e − 1`` on the given scores; ``scores_round`` (1-based) is the round
+    that produced them, written into every row. Other arguments as :func:`sweep`.
+    """
+    configured_ids = _configured_ids(configured)
+    grid = []
+    for name, settings in schedules.items():
+        unknown = sorted(set(settings or {}) - set(SCHEDULE_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"schedule {name!r} has unknown key(s) {unknown}; expected {list(SCHEDULE_OPTIONS)}"
+            )
+        grid += [(name, dict(settings or {}), e) for e in range(rounds)]
+    rows = []
+    for name, settings, e in _progress(grid, enabled=progress, total=len(grid), desc="schedules"):
+        metrics = _measure(
+            scores,
+            embeddings,
+            configured_ids,
+            method=method,
+            round_index=e,
+            rounds=rounds,
+            budget=budget,
+            seed=seed,
+            **{**options, **settings},
+        )
+        rows.append({"schedule": name, "round": e + 1, "scores_round": scores_round, **metrics})
+    return pd.DataFrame(rows, columns=SCHEDULE_COLUMNS)
+
+
+def sweep_heatmap(table: pd.DataFrame, *, value: str = "dpp_log_det", title: str | None = None):
+    """Heat map of ``value`` over percentile (rows) × budget (columns), one panel per ridge.
+
+    table: the output of :func:`sweep`. Each panel has its own colour scale (log det moves with the
+    ridge by orders of magnitude); cells are annotated; NaN cells stay blank.
+    """
+    missing = [c for c in ("percentile", "budget", "ridge", value) if c not in table.columns]
+    if missing:
+        raise ValueError(f"sweep table lacks column(s) {missing}")
+    ridges = sorted(table["ridge"].unique())
+    percentiles = sorted(table["percentile"].unique())
+    budgets = sorted(table["budget"].unique())
+    fig, axes = plt.subplots(
+        1, len(ridges), figsize=(1.2 + 0.9 * len(budgets) * len(ridges) + 1.5 * len(ridges), 3.8)
+    )
+    axes = np.atleast_1d(axes)
+    for ax, ridge in zip(axes, ridges, strict=True):
+        part = table[table["ridge"] == ridge]
+        grid = (
+            part.pivot_table(index="percentile", columns="budget", values=value, aggfunc="first")
+            .reindex(index=percentiles, columns=budgets)
+            .to_numpy(dtype=np.float64)
+        )
+        image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap="viridis", origin="lower")
+        for (i, j), v in np.ndenumerate(grid):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="w")
+        ax.set_xticks(range(len(budgets)), [f"{b:g}" for b in budgets])
+        ax.set_yticks(range(len(percentiles)), [f"{p:g}" for p in percentiles])
+        ax.set_xlabel("budget")
+        ax.set_ylabel("threshold percentile")
+        ax.set_title(f"ridge {ridge:g}", fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.suptitle(title or value)
+    fig.tight_layout()
+    return fig
