@@ -329,9 +329,45 @@ class GenerationParams(Block):
     progress: StrictBool | None = None
 
 
+# ----------------------------------------------------------------------------------- sweep
+class ScheduleParams(Block):
+    start: Annotated[Number, Field(ge=0, le=100)] | None = None
+    end: Annotated[Number, Field(ge=0, le=100)] | None = None
+    schedule: str | None = None
+    power: Annotated[Number, Field(ge=1)] | None = None
+    alpha: Number | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value):
+        return value if value is None else _one_of(value, pacing.SCHEDULES, "schedule")
+
+
+class SweepParams(Block):
+    method: str
+    round: PositiveInt
+    percentiles: Annotated[list[Annotated[Number, Field(ge=0, le=100)]], Field(min_length=1)]
+    budgets: Annotated[
+        list[PositiveInt | Annotated[StrictFloat, Field(gt=0, le=1)]], Field(min_length=1)
+    ]
+    ridges: Annotated[list[Annotated[Number, Field(ge=0)]], Field(min_length=1)]
+    schedules: dict[str, ScheduleParams] | None = None
+    progress: StrictBool | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value):
+        from p3_pruning.strategies import SCORING_REGIME
+
+        scored = [m for m, regime in SCORING_REGIME.items() if regime != "never"]
+        return _one_of(value, scored, "sweep.method (a method that scores the pool)")
+
+
 # ----------------------------------------------------------------------------- the whole
 class Parameters(Block):
     """Every parameter of the project (``conf/base/parameters*.yml``)."""
+
+    sweep: SweepParams | None = None
 
     seed: NonNegativeInt
     rounds: PositiveInt
@@ -459,7 +495,8 @@ def check_rounds(params: dict, pipeline_rounds: int | None) -> None:
                 (
                     "rounds",
                     params.get("rounds"),
-                    f"{pipeline_rounds}, the number of rounds the pipeline was built with: rounds "
+                    f"expected {pipeline_rounds}, the number of rounds the pipeline was built "
+                    "with: rounds "
                     "shapes the DAG, so set it in conf/<env>/parameters.yml, not with --params",
                 )
             ]
