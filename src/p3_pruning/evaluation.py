@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from p3_pruning.chat import DEFAULT_SYSTEM, prompt_text
-from p3_pruning.graders import Grade, answer_end, apps_strict, grade, grade_detail  # noqa: F401 (public)
+from p3_pruning.graders import (  # noqa: F401 (public)
+    Grade,
+    answer_end,
+    apps_strict,
+    grade,
+    grade_detail,
+    make_grader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -255,16 +262,18 @@ def summarize(per_sample: pd.DataFrame) -> pd.DataFrame:
 
     per_sample: columns ``source``, ``level``, ``score``, ``correct``. Returns columns ``scope``
     (all / source / level / source_level), ``source``, ``level``, ``n``, ``accuracy`` (mean of correct),
-    ``mean_score`` (mean score; APPS test-case accuracy), ``stderr`` (binomial standard error of accuracy).
+    ``mean_score`` (mean score; APPS test-case accuracy), ``stderr`` (binomial standard error of accuracy),
+    and the means of ``nll`` and ``difficulty`` (finite values) when per_sample has them.
     """
     frame = per_sample.assign(
         level=per_sample["level"].astype("object").where(per_sample["level"].notna(), None)
     )
     rows = []
+    extra = [c for c in ("nll", "difficulty") if c in frame.columns]
 
     def add(scope, source, level, part):
         n = len(part)
-        acc = float(part["correct"].mean()) if n else float("nan")
+        acc = float(part["correct"].astype(float).mean()) if n else float("nan")
         rows.append(
             {
                 "scope": scope,
@@ -274,6 +283,7 @@ def summarize(per_sample: pd.DataFrame) -> pd.DataFrame:
                 "accuracy": acc,
                 "mean_score": float(part["score"].mean()) if n else float("nan"),
                 "stderr": math.sqrt(acc * (1 - acc) / n) if n else float("nan"),
+                **{c: _finite_mean(part[c]) for c in extra},
             }
         )
 
@@ -286,8 +296,14 @@ def summarize(per_sample: pd.DataFrame) -> pd.DataFrame:
     for (source, level), part in with_level.groupby(["source", "level"], sort=True):
         add("source_level", source, level, part)
     return pd.DataFrame(
-        rows, columns=["scope", "source", "level", "n", "accuracy", "mean_score", "stderr"]
+        rows, columns=["scope", "source", "level", "n", "accuracy", "mean_score", "stderr", *extra]
     )
+
+
+def _finite_mean(values: pd.Series) -> float:
+    x = values.to_numpy(dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
 
 
 def evaluate_generation(
@@ -301,14 +317,24 @@ def evaluate_generation(
     stop_at_answer: bool = True,
     merge_lora: bool = False,
     grade_options: dict | None = None,
+    grader: str | dict | None = None,
+    scoring_options: dict | None = None,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Generate for every sample, grade it, and tabulate.
 
     Returns ``per_sample`` (sample_id, source, level, response, extracted, score, correct) in the input's
     row order and ``summary`` (see :func:`summarize`). ``grade_options`` reach the APPS sandbox.
+    ``grader`` grades generic sources (``graders.make_grader``: a name or ``{"name": ..., "pattern": ...}``
+    with name ``auto`` (default), ``exact``, ``numeric``, ``math``, ``regex`` or ``none``); GSM8K, MATH,
+    reasoning-gym and APPS keep their own graders. ``none`` generates nothing: ``response``/``extracted``
+    are null, ``score``/``correct`` NaN, and per_sample gets ``nll`` (mean per response token) and
+    ``difficulty`` (P3 difficulty, ``scoring_options`` reach ``score_samples``) instead.
     """
     _check_prompts(samples, ("sample_id", "source", "prompt"))
+    grade_fn = make_grader(grader)
+    if grade_fn is None:
+        return _ungraded(model, tokenizer, samples, system, scoring_options, progress)
     responses = generate(
         model,
         tokenizer,
@@ -327,7 +353,11 @@ def evaluate_generation(
         responses,
         strict=True,
     ):
-        grades.append(grade_detail(record["source"], response, record, **(grade_options or {})))
+        grades.append(
+            grade_detail(
+                record["source"], response, record, grader=grade_fn, **(grade_options or {})
+            )
+        )
     per_sample = pd.DataFrame(
         {
             "sample_id": samples["sample_id"].astype(str).to_list(),
@@ -337,6 +367,30 @@ def evaluate_generation(
             "extracted": [g.extracted for g in grades],
             "score": [float(g.score) for g in grades],
             "correct": [bool(g.correct) for g in grades],
+        }
+    )
+    return per_sample, summarize(per_sample)
+
+
+def _ungraded(model, tokenizer, samples, system, scoring_options, progress):
+    """``evaluate_generation`` with grader ``none``: NLL and difficulty per sample, no generation."""
+    from p3_pruning.scoring import score_samples
+
+    nll_sum, n_tokens = response_nll(model, tokenizer, samples, system=system, progress=progress)
+    options = {"system": system, "progress": progress, **(scoring_options or {})}
+    scores, _ = score_samples(model, tokenizer, samples, **options)
+    n = len(samples)
+    per_sample = pd.DataFrame(
+        {
+            "sample_id": samples["sample_id"].astype(str).to_list(),
+            "source": samples["source"].astype(str).to_list(),
+            "level": _column(samples, "level"),
+            "response": [None] * n,
+            "extracted": [None] * n,
+            "score": np.full(n, np.nan),
+            "correct": np.full(n, np.nan),
+            "nll": nll_sum / np.maximum(n_tokens, 1),
+            "difficulty": scores["difficulty"].to_numpy(dtype=float),
         }
     )
     return per_sample, summarize(per_sample)

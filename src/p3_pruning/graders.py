@@ -225,25 +225,33 @@ def grade_apps(response: str, sample, *, timeout_s: float = 4.0, memory_mb: int 
     )
 
 
-def grade_generic(response: str, sample) -> Grade:
-    """Numeric equality when both sides are numbers, else normalised exact match, on the final answer."""
+def _gold(sample) -> str:
     gold = _field(sample, "answer")
     if gold is None:
         raise ValueError(
             f"sample {_sample_name(sample)} (source {_field(sample, 'source')!r}) has no answer to grade against"
         )
-    text = response or ""
+    return str(gold)
+
+
+def final_answer(text: str) -> str | None:
+    """A generic response's final answer: its ``Answer:`` line, ``####`` line or last ``\\boxed{}``,
+    else its last non-empty line."""
+    text = text or ""
     pred = answer_line(text) or gsm_marker(text) or last_boxed(text)
     if pred is None:
         lines = [ln for ln in text.strip().splitlines() if ln.strip()]
         pred = lines[-1].strip() if lines else None
+    return pred
+
+
+def grade_generic(response: str, sample) -> Grade:
+    """Numeric equality when both sides are numbers, else normalised exact match, on the final answer."""
+    gold = _gold(sample)
+    pred = final_answer(response)
     if pred is None:
         return Grade(0.0, False, None)
-    gold_num, pred_num = _whole_number(str(gold)), _whole_number(pred)
-    if gold_num is not None and pred_num is not None:
-        ok = gold_num == pred_num
-    else:
-        ok = normalize_text(gold) == normalize_text(pred)
+    ok = same_answer(gold, pred)
     return Grade(float(ok), ok, pred)
 
 
@@ -256,9 +264,101 @@ def _whole_number(s: str) -> Fraction | None:
     return to_number(found[0])
 
 
-def grade_detail(source: str, response: str, sample: Any, **options) -> Grade:
+def same_answer(gold: str, pred: str) -> bool:
+    """Equal as numbers when both are just a number, else as normalised text."""
+    gold_num, pred_num = _whole_number(gold), _whole_number(pred)
+    if gold_num is not None and pred_num is not None:
+        return gold_num == pred_num
+    return normalize_text(gold) == normalize_text(pred)
+
+
+def grade_exact(response: str, sample) -> Grade:
+    """Normalised exact match of the final answer (:func:`final_answer`) with the gold answer."""
+    gold, pred = _gold(sample), final_answer(response)
+    ok = pred is not None and normalize_text(gold) == normalize_text(pred)
+    return Grade(float(ok), ok, pred)
+
+
+def grade_numeric(response: str, sample) -> Grade:
+    """The response's final number (``####``, ``Answer:``, else the last number) equals the gold one."""
+    gold_text = _gold(sample)
+    gold = to_number(gold_text)
+    if gold is None:
+        raise ValueError(
+            f"sample {_sample_name(sample)}: the numeric grader needs a number as answer, got {gold_text!r}"
+        )
+    pred = final_number(response or "")
+    ok = pred is not None and pred == gold
+    return Grade(float(ok), ok, None if pred is None else _fraction_text(pred))
+
+
+def grade_math_answer(response: str, sample) -> Grade:
+    """math-verify equivalence of the last ``\\boxed{}`` (else the final answer) with the gold answer."""
+    gold = _gold(sample)
+    pred = last_boxed(response or "") or final_answer(response)
+    ok = bool(pred) and math_equal(gold, pred)
+    return Grade(float(ok), ok, pred)
+
+
+def grade_regex(response: str, sample, *, pattern: re.Pattern) -> Grade:
+    """The last match of ``pattern`` (its first group, else the whole match) is the answer, compared
+    with the gold answer as numbers when both are one, else as normalised text."""
+    gold = _gold(sample)
+    matches = list(pattern.finditer(response or ""))
+    if not matches:
+        return Grade(0.0, False, None)
+    last = matches[-1]
+    pred = (last.group(1) if pattern.groups else last.group(0)) or ""
+    ok = same_answer(gold, pred)
+    return Grade(float(ok), ok, pred)
+
+
+# Graders for generic sources, by the name in ``generation.grader.name``; ``none`` skips grading.
+GRADERS = ("auto", "exact", "numeric", "math", "regex", "none")
+
+
+def make_grader(spec: str | dict | None):
+    """``f(response, sample) -> Grade`` for a generic source, from ``spec``; None for ``none``.
+
+    ``spec``: a name or ``{"name": ..., "pattern": ...}``. Names: ``auto`` (default: numbers when
+    both sides are one, else normalised text), ``exact``, ``numeric``, ``math`` (math-verify),
+    ``regex`` (needs ``pattern``; its first group, else the whole match, is the answer), ``none``
+    (no generation accuracy).
+    """
+    if spec is None:
+        spec = {"name": "auto"}
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    spec = dict(spec)
+    name, pattern = spec.pop("name", "auto"), spec.pop("pattern", None)
+    if spec:
+        raise ValueError(f"grader: unknown key(s) {sorted(spec)}; expected name and pattern")
+    if name not in GRADERS:
+        raise ValueError(f"grader: unknown name {name!r}; expected one of {list(GRADERS)}")
+    if (pattern is not None) != (name == "regex"):
+        raise ValueError(
+            "grader: 'pattern' is required by the regex grader and used by no other, "
+            f"got name={name!r}, pattern={pattern!r}"
+        )
+    if name == "regex":
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"grader: pattern {pattern!r} is not a valid regex: {exc}") from exc
+        return functools.partial(grade_regex, pattern=compiled)
+    return {
+        "auto": grade_generic,
+        "exact": grade_exact,
+        "numeric": grade_numeric,
+        "math": grade_math_answer,
+        "none": None,
+    }[name]
+
+
+def grade_detail(source: str, response: str, sample: Any, *, grader=None, **options) -> Grade:
     """Grade ``response`` for ``sample`` by its ``source``; ``options`` reach the APPS sandbox
-    (``timeout_s``, ``memory_mb``)."""
+    (``timeout_s``, ``memory_mb``). ``grader`` (a :func:`make_grader` spec or the function it
+    returns) grades generic sources; GSM8K, MATH, reasoning-gym and APPS keep their own."""
     source = str(source or "")
     if source == "gsm8k":
         return grade_gsm8k(response, sample)
@@ -268,7 +368,10 @@ def grade_detail(source: str, response: str, sample: Any, **options) -> Grade:
         return grade_reasoning_gym(response, sample, task=source.split("/", 1)[1])
     if source == "apps" or source.startswith("apps/"):
         return grade_apps(response, sample, **options)
-    return grade_generic(response, sample)
+    fn = grader if callable(grader) else make_grader(grader)
+    if fn is None:
+        raise ValueError("grader 'none' grades nothing: skip generation accuracy instead")
+    return fn(response, sample)
 
 
 def grade(source: str, response: str, sample: Any, **options) -> float:
