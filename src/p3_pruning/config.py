@@ -363,11 +363,17 @@ class SweepParams(Block):
         return _one_of(value, scored, "sweep.method (a method that scores the pool)")
 
 
+# ---------------------------------------------------------------------------------- export
+class ExportParams(Block):
+    format: Literal["input", "messages"] = "input"
+
+
 # ----------------------------------------------------------------------------- the whole
 class Parameters(Block):
     """Every parameter of the project (``conf/base/parameters*.yml``)."""
 
     sweep: SweepParams | None = None
+    export: ExportParams | None = None
 
     seed: NonNegativeInt
     rounds: PositiveInt
