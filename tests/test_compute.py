@@ -90,7 +90,8 @@ def summary(**overrides):
         "round": 1,
         "score_tokens": 1_000,
         "score_seconds": 2.0,
-        "select_seconds": 0.5,
+        "threshold_seconds": 0.25,
+        "select_seconds": 0.25,
         "train_n_tokens": 300,  # target tokens
         "train_n_input_tokens": 800,
         "train_seconds": 4.0,
@@ -112,7 +113,8 @@ def test_round_compute_from_a_summary_record():
     assert out["generation_tokens"] == 0 and out["generation_flops"] == 0
     assert out["total_flops"] == 2 * P * 1_000 + (4 * P + 6 * L) * 800 + 2 * P * 230
     assert out["total_seconds"] == pytest.approx(7.5)
-    assert out["select_seconds"] == 0.5 and out["generation_seconds"] == 0.0
+    assert out["threshold_seconds"] == out["select_seconds"] == 0.25
+    assert out["generation_seconds"] == 0.0
     full = round_compute(summary(), P, L, full_finetune=True)
     assert full["train_flops"] == 6 * P * 800
 

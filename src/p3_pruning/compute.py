@@ -57,6 +57,7 @@ TOKEN_KEYS = {
 FALLBACK_KEYS = {"train": ("train_n_tokens",), "eval": ("eval_n_tokens",)}
 SECONDS_KEYS = {
     "score": "score_seconds",
+    "threshold": "threshold_seconds",
     "select": "select_seconds",
     "train": "train_seconds",
     "eval": "eval_seconds",
@@ -159,8 +160,8 @@ def round_compute(
     ``*_seconds``; see ``TOKEN_KEYS`` / ``SECONDS_KEYS``) or a final evaluation's metrics
     (``generation_*``). params / trainable: P and P_lora (``count_parameters``: ``matmul`` and
     ``trainable``). Returns ``{score,train,eval,generation}_tokens``, the same ``_flops``,
-    ``total_flops``, the same ``_seconds`` plus ``select_seconds`` and ``total_seconds``. A stage
-    absent from the record counts 0.
+    ``total_flops``, the same ``_seconds`` plus ``threshold_seconds``, ``select_seconds`` and
+    ``total_seconds``. A stage absent from the record counts 0.
     """
     out: dict[str, float] = {}
     train_stage = "train_full" if full_finetune else "train"
