@@ -245,8 +245,9 @@ def sweep_heatmap(table: pd.DataFrame, *, value: str = "dpp_log_det", title: str
         )
         image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap="viridis", origin="lower")
         for (i, j), v in np.ndenumerate(grid):
-            if np.isfinite(v):
-                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="w")
+            if np.isfinite(v):  # dark text on the bright end of viridis, light on the dark end
+                color = "k" if image.norm(v) > 0.6 else "w"
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color=color)
         ax.set_xticks(range(len(budgets)), [f"{b:g}" for b in budgets])
         ax.set_yticks(range(len(percentiles)), [f"{p:g}" for p in percentiles])
         ax.set_xlabel("budget")
