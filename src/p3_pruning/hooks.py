@@ -1,23 +1,71 @@
-"""Kedro hooks: per-node reseeding (every node reproducible on its own and on resume), memory
-release after each node, and a child MLflow run per method-round."""
+"""Kedro hooks: parameters checked before the first node, per-node reseeding (every node reproducible
+on its own and on resume), memory release after each node, a child MLflow run per method-round, and
+the result table at the end of every run."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import gc
+import logging
+import math
+import os
 import random
+import re
+import time
 import zlib
 
 import numpy as np
 import torch
 from kedro.framework.hooks import hook_impl
 
+from p3_pruning.config import check_rounds, validate_parameters
+from p3_pruning.pipelines.common import FINAL_TAG, REPORT_TAG, SUMMARY_TAG
+
+log = logging.getLogger(__name__)
+ROUND = re.compile(r"(?:^|\.)round_(\d+)(?:\.|$)")
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+class ConfigCheckHook:
+    """Check every parameter before the first node runs (a bad key costs seconds, not a scored pool).
+
+    Also makes ``--env`` visible to the pipeline registry (``KEDRO_ENV``), which reads ``rounds``
+    from the config of the environment being run when it unrolls the rounds.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self.params = dict(context.params)
+        if context.env and not os.environ.get("KEDRO_ENV"):
+            os.environ["KEDRO_ENV"] = context.env
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params, pipeline) -> None:
+        validate_parameters(self.params)
+        check_rounds(self.params, pipeline_rounds(run_params.get("pipeline_names")))
+
+
+def pipeline_rounds(names) -> int | None:
+    """How many rounds the registered pipelines being run were unrolled with (None: no rounds)."""
+    from kedro.framework.project import pipelines
+
+    found = [
+        int(m.group(1))
+        for name in names or ["__default__"]
+        if name in pipelines
+        for node in pipelines[name].nodes
+        if (m := ROUND.search(node.namespace or ""))
+    ]
+    return max(found) if found else None
 
 
 class SeedHook:
@@ -70,13 +118,81 @@ def _metrics(record: dict) -> dict[str, float]:
     return out
 
 
+def _flat(prefix: str, block) -> dict[str, str]:
+    """``{"pacing.start": "45", …}`` from a nested parameter block (MLflow params are strings)."""
+    if not isinstance(block, dict):
+        return {prefix: str(block)}
+    out: dict[str, str] = {}
+    for key, value in block.items():
+        out.update(_flat(f"{prefix}.{key}", value))
+    return out
+
+
+def where(namespace: str) -> dict:
+    """Method, seed (None outside a study) and round (None for a final evaluation) of a namespace
+    such as ``p3.round_2``, ``p3.seed_7.round_2`` or ``p3.seed_7.final``."""
+    parts = namespace.split(".")
+    seed = next((int(p[5:]) for p in parts if p.startswith("seed_") and p[5:].isdigit()), None)
+    round_ = next((int(p[6:]) for p in parts if p.startswith("round_") and p[6:].isdigit()), None)
+    return {"method": parts[0], "seed": seed, "round": round_}
+
+
+def method_settings(method: str, params: dict) -> dict[str, str]:
+    """The resolved settings of ``method``'s rounds that differ between methods, as MLflow params."""
+    from p3_pruning.strategies import SCORING_REGIME, THRESHOLDED
+
+    regime = SCORING_REGIME.get(method, "never")
+    out = {
+        "regime": regime,
+        "selector": "dpp"
+        if method in ("p3", "static", "dpp")
+        else ("all" if method == "full" else "uniform"),
+        "thresholded": str(method in THRESHOLDED),
+    }
+    if method in THRESHOLDED:
+        out.update(_flat("pacing", params.get("pacing", {})))
+    if method in ("p3", "static", "dpp"):
+        out.update(_flat("selection", params.get("selection", {})))
+    if regime != "never":
+        scoring = params.get("scoring", {})
+        out.update(
+            {f"scoring.{k}": str(scoring.get(k)) for k in ("segmenter", "embed") if k in scoring}
+        )
+    return out
+
+
 class MlflowRoundsHook:
     """A child MLflow run per method-round (and per final evaluation) under kedro-mlflow's run.
 
-    kedro-mlflow opens one run per ``kedro run``; this hook adds, after each round's ``summarize``
-    node, a child run named after the round's namespace with every metric the round measured, its
-    selection table and its difficulty histogram, so methods sit side by side in the MLflow UI.
+    kedro-mlflow opens one run per ``kedro run``; this hook adds, after each round's summary node
+    (tag ``round_summary``), a child run named after the round's namespace with every metric the
+    round measured, params and tags (method, round, seed, budget, rounds and the method's own
+    settings) so ``mlflow.search_runs(filter_string="params.method = 'p3'")`` and the UI's compare
+    view work, its selection table and its difficulty histogram. Final evaluations (tag
+    ``final_eval``) get a child run too; report nodes (tag ``report``) log onto the parent run.
     """
+
+    def __init__(self) -> None:
+        self.params: dict = {}
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self.params = dict(context.params)
+
+    def _params(self, namespace: str, round_: str) -> tuple[dict, dict]:
+        place = where(namespace)
+        method = place["method"]
+        seed = place["seed"] if place["seed"] is not None else self.params.get("seed")
+        params = {
+            "method": method,
+            "round": round_,
+            "seed": str(seed),
+            "budget": str(self.params.get("budget")),
+            "rounds": str(self.params.get("rounds")),
+            **method_settings(method, self.params),
+        }
+        tags = {"method": method, "round": round_, "seed": str(seed), "namespace": namespace}
+        return params, tags
 
     @hook_impl
     def after_node_run(self, node, inputs, outputs) -> None:
@@ -85,41 +201,53 @@ class MlflowRoundsHook:
         parent = mlflow.active_run()
         if parent is None:
             return
-        name = node.name
-        if name.endswith(".summarize"):
-            namespace = name.rsplit(".", 1)[0]
+        tags = set(node.tags)
+        if SUMMARY_TAG in tags:
+            namespace = node.namespace
             summary = next(v for k, v in outputs.items() if k.endswith(".summary"))
             figure = next(v for k, v in outputs.items() if k.endswith(".difficulty_histogram"))
             selection = next(v for k, v in inputs.items() if k.endswith(".selection"))
+            params, run_tags = self._params(namespace, str(summary["round"]))
             self._child(
                 parent,
                 namespace,
-                tags={"method": summary["method"], "round": str(summary["round"])},
+                tags=run_tags,
+                params=params,
                 metrics=_metrics(summary),
                 steps={"train_loss_step": summary.get("train_loss_curve") or []},
                 figures={"difficulty_histogram.png": figure},
                 tables={"selection.csv": selection},
             )
-        elif name.endswith(".final.evaluate"):
-            method = name.split(".")[0]
+        elif FINAL_TAG in tags:
+            namespace = node.namespace
             responses, table, metrics = (outputs[o] for o in node.outputs)
+            params, run_tags = self._params(namespace, "final")
             self._child(
                 parent,
-                f"{method}.final",
-                tags={"method": method, "round": "final"},
+                namespace,
+                tags=run_tags,
+                params=params,
                 metrics=_metrics(metrics),
                 tables={"metrics.csv": table, "responses.csv": responses},
             )
-            mlflow.log_metrics({f"{method}/{k}": v for k, v in _metrics(metrics).items()})
-        elif name == "compare.report":
-            table, rounds, *figures = (outputs[o] for o in node.outputs)
-            mlflow.log_text(table.to_csv(index=False), "report/report.csv")
-            mlflow.log_text(rounds.to_csv(index=False), "report/rounds.csv")
-            for output, fig in zip(node.outputs[2:], figures, strict=True):
-                mlflow.log_figure(fig, f"report/{output.split('.')[-1]}.png")
+            prefix = namespace.removesuffix(".final").replace(".", "/")
+            mlflow.log_metrics({f"{prefix}/{k}": v for k, v in _metrics(metrics).items()})
+        elif REPORT_TAG in tags:
+            namespace = node.namespace or "compare"
+            folder = "report" if namespace == "compare" else f"report/{namespace}"
+            for output in node.outputs:
+                value = outputs[output]
+                name = output.split(".")[-1].removesuffix("_table")
+                if hasattr(value, "to_csv"):
+                    mlflow.log_text(value.to_csv(index=False), f"{folder}/{name}.csv")
+                elif hasattr(value, "savefig"):
+                    mlflow.log_figure(value, f"{folder}/{name}.png")
 
     @staticmethod
-    def _child(parent, run_name, *, tags, metrics, steps=None, figures=None, tables=None) -> None:
+    def _child(
+        parent, run_name, *, tags, params, metrics, steps=None, figures=None, tables=None
+    ) -> None:
+        from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()
@@ -130,14 +258,109 @@ class MlflowRoundsHook:
         )
         run_id = run.info.run_id
         try:
-            for key, value in metrics.items():
-                client.log_metric(run_id, key, value)
+            now = int(time.time() * 1000)
+            batch = [Metric(k, v, now, 0) for k, v in metrics.items()]
             for key, values in (steps or {}).items():
-                for step, value in enumerate(values):
-                    client.log_metric(run_id, key, float(value), step=step)
+                batch += [Metric(key, float(v), now, i) for i, v in enumerate(values)]
+            client.log_batch(
+                run_id, metrics=batch, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
+            )
             for path, fig in (figures or {}).items():
                 client.log_figure(run_id, fig, path)
             for path, frame in (tables or {}).items():
                 client.log_text(run_id, frame.to_csv(index=False), path)
         finally:
             client.set_terminated(run_id)
+
+
+STAGES = (
+    ("score_s", ("score_seconds",)),
+    ("select_s", ("threshold_seconds", "select_seconds")),
+    ("train_s", ("train_seconds",)),
+    ("eval_s", ("eval_seconds",)),
+)
+
+
+class RunReportHook:
+    """At the end of every ``kedro run``: a short result table in the log (and on the MLflow run).
+
+    One row per method (and seed, in a study): final accuracy ± binomial stderr where the run
+    evaluated it, rounds, samples trained, and wall seconds per stage (scoring, threshold +
+    selection, training, cheap eval, final generation).
+    """
+
+    def __init__(self) -> None:
+        self.rounds: dict[str, list[dict]] = {}
+        self.finals: dict[str, dict] = {}
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self.rounds, self.finals = {}, {}
+
+    @hook_impl
+    def after_node_run(self, node, outputs) -> None:
+        tags = set(node.tags)
+        if SUMMARY_TAG in tags:
+            summary = next(v for k, v in outputs.items() if k.endswith(".summary"))
+            key = node.namespace.rsplit(".round_", 1)[0]
+            self.rounds.setdefault(key, []).append(summary)
+        elif FINAL_TAG in tags:
+            metrics = next(v for k, v in outputs.items() if k.endswith(".metrics"))
+            self.finals[node.namespace.removesuffix(".final")] = metrics
+
+    def table(self):
+        import pandas as pd
+
+        rows = []
+        for key in sorted(set(self.rounds) | set(self.finals)):
+            place, summaries, final = where(key), self.rounds.get(key, []), self.finals.get(key, {})
+            row = {"run": key, "method": place["method"], "seed": place["seed"]}
+            row["accuracy"] = final.get("accuracy", math.nan)
+            row["stderr"] = final.get("accuracy_stderr", math.nan)
+            row["n_eval"] = final.get("n_eval")
+            row["rounds"] = len(summaries)
+            row["samples_trained"] = int(sum(s.get("selected", 0) for s in summaries))
+            for column, keys in STAGES:
+                row[column] = float(sum(s.get(k, 0) or 0 for s in summaries for k in keys))
+            row["generation_s"] = final.get("generation_seconds", math.nan)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow closes the run
+    def after_pipeline_run(self) -> None:
+        table = self.table()
+        if table.empty:
+            return
+        text = format_table(table)
+        log.info("Result of this run (also in result_table.csv on the MLflow run):")
+        print(text, flush=True)  # plain stdout: the log handler would wrap a wide table
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.log_text(table.to_csv(index=False), "result_table.csv")
+
+
+def format_table(table) -> str:
+    """The result table as aligned text: accuracy as a percentage ± stderr, seconds rounded."""
+    lines = []
+    for row in table.to_dict("records"):
+        acc = row["accuracy"]
+        accuracy = "—" if acc != acc else f"{100 * acc:5.1f} % ± {100 * row['stderr']:.1f}"
+        lines.append(
+            {
+                "run": row["run"],
+                "accuracy": accuracy,
+                "n_eval": "—" if row["n_eval"] is None else str(row["n_eval"]),
+                "rounds": str(row["rounds"]),
+                "trained": str(row["samples_trained"]),
+                **{c: f"{row[c]:.0f}" for c, _ in STAGES},
+                "generation_s": "—"
+                if row["generation_s"] != row["generation_s"]
+                else f"{row['generation_s']:.0f}",
+            }
+        )
+    headers = list(lines[0])
+    widths = {h: max(len(h), *(len(line[h]) for line in lines)) for h in headers}
+    out = ["  ".join(h.ljust(widths[h]) for h in headers)]
+    out += ["  ".join(line[h].ljust(widths[h]) for h in headers) for line in lines]
+    return "\n".join(out)

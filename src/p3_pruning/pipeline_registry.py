@@ -10,6 +10,7 @@ from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
 from p3_pruning.pipelines import compare, data, evaluate, rounds
+from p3_pruning.strategies import METHODS
 
 
 def configured_rounds(conf_source: str | Path | None = None) -> int:
@@ -32,17 +33,19 @@ def configured_rounds(conf_source: str | Path | None = None) -> int:
 
 
 def register_pipelines() -> dict[str, Pipeline]:
+    """Every pipeline that trains starts with ``data``: it is cheap and seeded (the same samples, the
+    same split every time), so any pipeline runs on a fresh clone, and ``--only-missing-outputs``
+    skips it when its outputs exist."""
     n_rounds = configured_rounds()
-    pipelines: dict[str, Pipeline] = {"data": data.create_pipeline()}
-    for method in rounds.METHODS:
-        pipelines[method] = rounds.create_pipeline(method=method, rounds=n_rounds)
+    data_pipeline = data.create_pipeline()
+    pipelines: dict[str, Pipeline] = {"data": data_pipeline}
+    for method in METHODS:
+        pipelines[method] = data_pipeline + rounds.create_pipeline(method=method, rounds=n_rounds)
     pipelines["evaluate"] = evaluate.create_pipeline(methods=("p3",), rounds=n_rounds)
-    pipelines["compare"] = compare.create_pipeline(rounds=n_rounds)
+    pipelines["compare"] = data_pipeline + compare.create_pipeline(rounds=n_rounds)
     # The default run evaluates P3's last adapter only: the base model's reference evaluation
     # (in `evaluate` and `compare`) rambles to the token limit and would double the CPU time.
-    pipelines["__default__"] = (
-        pipelines["data"]
-        + pipelines["p3"]
-        + evaluate.create_pipeline(("p3",), n_rounds, include_base=False)
+    pipelines["__default__"] = pipelines["p3"] + evaluate.create_pipeline(
+        ("p3",), n_rounds, include_base=False
     )
     return pipelines

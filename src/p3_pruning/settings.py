@@ -4,9 +4,15 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 
-from p3_pruning.hooks import MlflowRoundsHook, ReleaseMemoryHook, SeedHook
+from p3_pruning.hooks import (
+    ConfigCheckHook,
+    MlflowRoundsHook,
+    ReleaseMemoryHook,
+    RunReportHook,
+    SeedHook,
+)
 
-HOOKS = (SeedHook(), MlflowRoundsHook(), ReleaseMemoryHook())
+HOOKS = (ConfigCheckHook(), SeedHook(), MlflowRoundsHook(), RunReportHook(), ReleaseMemoryHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

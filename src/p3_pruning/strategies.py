@@ -57,7 +57,18 @@ from p3_pruning import dpp, pacing
 
 log = logging.getLogger(__name__)
 
-METHODS = ("p3", "static", "spl", "dpp", "random", "full", "curriculum")
+METHODS = ("p3", "spl", "dpp", "random", "full", "static", "curriculum")
+# Where each method's difficulties come from: rescored with the current policy every round, scored
+# once with the base model (round 1) and reused, or never scored. The round template is built from it.
+SCORING_REGIME = {
+    "p3": "rescore",
+    "spl": "rescore",
+    "dpp": "rescore",
+    "random": "never",
+    "full": "never",
+    "static": "once",
+    "curriculum": "once",
+}
 _NEEDS_EMBEDDINGS = ("p3", "static", "dpp")
 # option name -> default; a config block may carry all of them, each method uses those it needs
 OPTION_DEFAULTS = {

@@ -1,4 +1,5 @@
-"""`compare` end to end with the tiny model: every method, 2 rounds, report, versions, MLflow runs.
+"""`compare` end to end with the tiny model on a fresh workspace (nothing run before): every method,
+2 rounds, report, versions, MLflow runs you can filter, the result table.
 
 Also: resuming a run that died in round 2 reproduces an uninterrupted run, and kedro-viz builds.
 """
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from p3_pruning.pipelines.rounds.pipeline import METHODS
+from p3_pruning.strategies import METHODS, THRESHOLDED
 from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -49,9 +50,59 @@ def versions(ws: Path, relative: str) -> list[str]:
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     ws = make_workspace(tmp_path_factory.mktemp("compare"), TINY)
-    run_pipeline(ws, "data")
-    run_pipeline(ws, "compare")
+    with pytest.MonkeyPatch.context() as mp:
+        printed = []
+        mp.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
+        run_pipeline(ws, "compare")  # no `data` run first: compare starts with it
+    (ws / "printed.txt").write_text("\n".join(printed))
     return ws
+
+
+def test_the_run_ends_with_a_result_table(compared):
+    text = (compared / "printed.txt").read_text()
+    header, *rows = text.splitlines()
+    assert header.split()[:3] == ["run", "accuracy", "n_eval"] and "train_s" in header
+    assert sorted(row.split()[0] for row in rows) == sorted([*METHODS, "base"])
+    p3 = next(row for row in rows if row.startswith("p3 "))
+    assert "%" in p3 and f" {BUDGET * ROUNDS} " in p3
+
+
+def test_threshold_writes_the_eligible_table(compared):
+    for method in THRESHOLDED:
+        for e in (1, 2):
+            path = latest(compared, f"data/05_model_input/{method}/round_{e}/eligible.parquet")
+            eligible = pd.read_parquet(path)
+            assert list(eligible.columns) == [
+                "sample_id",
+                "difficulty",
+                "threshold",
+                "percentile",
+                "eligible",
+            ]
+            assert len(eligible) == POOL
+            sel = pd.read_parquet(
+                latest(compared, f"data/05_model_input/{method}/round_{e}/selection.parquet")
+            )
+            assert set(sel["sample_id"]) <= set(eligible.loc[eligible["eligible"], "sample_id"])
+    for method in ("dpp", "random", "full"):
+        assert not (compared / f"data/05_model_input/{method}/round_1/eligible.parquet").exists()
+
+
+def test_mlflow_filter_by_method_returns_exactly_its_child_runs(compared):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{compared / 'mlflow.db'}")
+    try:
+        runs = mlflow.search_runs(
+            experiment_names=["p3_pruning"], filter_string="params.method = 'p3'"
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert sorted(runs["tags.mlflow.runName"]) == ["p3.final", "p3.round_1", "p3.round_2"]
+    rounds = runs[runs["params.round"] != "final"]
+    assert set(rounds["params.seed"]) == {str(TINY["seed"])}
+    assert set(rounds["params.budget"]) == {str(BUDGET)} and set(rounds["params.rounds"]) == {"2"}
+    assert set(rounds["params.selector"]) == {"dpp"} and "params.pacing.start" in runs
 
 
 def test_report_covers_every_method_and_the_base_model(compared):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
+from p3_pruning.pipelines.common import REPORT_TAG
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
-from p3_pruning.pipelines.rounds.pipeline import METHODS, round_name
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
+from p3_pruning.pipelines.rounds.pipeline import round_name
+from p3_pruning.strategies import METHODS
 
 from . import nodes
 
@@ -23,6 +25,7 @@ def report_pipeline(methods=METHODS, rounds: int = 3) -> Pipeline:
                 inputs,
                 ["report_table", "rounds_table", "accuracy_plot", "threshold_plot", "overlap_plot"],
                 name="report",
+                tags=[REPORT_TAG],
             )
         ],
         namespace="compare",

@@ -14,19 +14,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 func=nodes.ingest_samples,
                 inputs="params:data",
                 outputs=["raw_samples", "raw_eval_samples", "quarantine"],
-                name="ingest_samples",
+                name="load",
             ),
             Node(
                 func=nodes.validate,
                 inputs=["raw_samples", "raw_eval_samples"],
                 outputs=["samples", "eval_samples"],
-                name="validate_samples",
+                name="validate",
             ),
             Node(
                 func=nodes.split,
                 inputs=["samples", "eval_samples", "params:data.split"],
                 outputs=["train_pool", "eval_set"],
-                name="split_samples",
+                name="split",
             ),
         ]
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from p3_pruning.pipelines.rounds.pipeline import _bind, round_name
+from p3_pruning.pipelines.common import FINAL_TAG, bind
+from p3_pruning.pipelines.rounds.pipeline import round_name
 
 from . import nodes
 
@@ -25,10 +26,11 @@ def final_pipeline(method: str, rounds: int) -> Pipeline:
     return Pipeline(
         [
             Node(
-                _bind(nodes.final_evaluate, method=method),
+                bind(nodes.final_evaluate, method=method),
                 inputs,
                 ["responses", "metrics_table", "metrics"],
                 name="evaluate",
+                tags=[FINAL_TAG],
             )
         ],
         namespace=f"{method}.final",

@@ -1,4 +1,4 @@
-"""The round template (score → select → finetune → cheap eval → summarize), unrolled per method."""
+"""The round template (score → threshold → select → finetune → evaluate → summarize), unrolled per method."""
 
 from .pipeline import METHODS, create_pipeline, round_pipeline
 

@@ -70,66 +70,73 @@ def unscored(pool: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return scores, np.zeros((len(pool), 1), dtype=np.float32)
 
 
-def select(
+def threshold(
     scores: pd.DataFrame,
-    embeddings: np.ndarray,
     pacing: dict,
-    selection: dict,
-    budget: float | int,
-    seed: int,
-    configured_rounds: int,
+    previous_scores: pd.DataFrame | None = None,
     *,
     method: str,
     round_index: int,
     rounds: int,
-    previous_scores: pd.DataFrame | None = None,
 ):
-    """Apply the method's strategy: threshold, then DPP / random / everything."""
-    if int(configured_rounds) != rounds:
-        raise ValueError(
-            f"parameter rounds={configured_rounds} but the pipeline was built with {rounds} rounds; "
-            "the number of rounds shapes the DAG: set it in conf/<env>/parameters.yml, not with --params"
-        )
-    options = {**pacing, **selection}
+    """Pace-adaptive threshold: which samples are easy enough for this round (the eligible table)."""
+    options = dict(pacing)
     if previous_scores is not None:
         options["previous"] = previous_scores  # matched on sample_id by the strategy
     start = time.perf_counter()
-    chosen, info = strategies.run_strategy(
+    eligible, info = strategies.threshold(
+        method, scores, round_index=round_index, rounds=rounds, **options
+    )
+    return eligible, {**info, "threshold_seconds": time.perf_counter() - start}
+
+
+def select(
+    scores: pd.DataFrame,
+    selection: dict,
+    budget: float | int,
+    seed: int,
+    eligible: pd.DataFrame | None = None,
+    embeddings: np.ndarray | None = None,
+    *,
+    method: str,
+    round_index: int,
+    rounds: int,
+):
+    """The round's pick: the DPP over the candidates (dpp_select), or a seeded uniform pick."""
+    start = time.perf_counter()
+    chosen, info = strategies.pick(
         method,
         scores,
         embeddings,
+        eligible=eligible,
         round_index=round_index,
         rounds=rounds,
         budget=budget,
         seed=seed,
-        **options,
+        **selection,
     )
-    info = {**info, "select_seconds": time.perf_counter() - start}
-    return chosen, info
+    # the threshold node reports the threshold; keep only what this step decided
+    info = {k: v for k, v in info.items() if k not in ("percentile", "threshold")}
+    return chosen, {**info, "select_seconds": time.perf_counter() - start}
 
 
-def select_unscored(
+def pick_unscored(
     pool: pd.DataFrame,
-    pacing: dict,
     selection: dict,
     budget: float | int,
     seed: int,
-    configured_rounds: int,
     *,
     method: str,
     round_index: int,
     rounds: int,
 ):
-    """``select`` for methods that need no scores."""
-    scores, embeddings = unscored(pool)
+    """``select`` for methods that need no scores (random, full)."""
+    scores, _ = unscored(pool)
     return select(
         scores,
-        embeddings,
-        pacing,
         selection,
         budget,
         seed,
-        configured_rounds,
         method=method,
         round_index=round_index,
         rounds=rounds,
@@ -210,7 +217,10 @@ def summarize(
     train_info: dict,
     eval_info: dict,
     chosen: pd.DataFrame,
+    budget: float | int,
+    seed: int,
     score_info: dict | None = None,
+    threshold_info: dict | None = None,
     scores: pd.DataFrame | None = None,
     previous: pd.DataFrame | None = None,
     *,
@@ -219,10 +229,12 @@ def summarize(
 ):
     """One flat record of everything the round measured, plus its difficulty histogram.
 
+    ``threshold_info`` is absent for methods without a threshold step (dpp, random, full).
     ``score_info`` is absent when the round did not score (static scores, or methods that never
     score); ``scores`` is absent for methods that never score; ``previous`` is absent in round 1.
     """
     score_info = score_info or {}
+    threshold_info = threshold_info or {"percentile": float("nan"), "threshold": float("nan")}
     if scores is None:
         scores = chosen[["sample_id", "difficulty"]]
     d = scores["difficulty"].to_numpy(dtype=float)
@@ -238,7 +250,10 @@ def summarize(
     summary = {
         "method": method,
         "round": round_index + 1,
+        "seed": int(seed),
+        "budget_param": budget,
         **{k: v for k, v in score_info.items() if not isinstance(v, dict)},
+        **threshold_info,
         **select_info,
         **train_info,
         **eval_info,
@@ -250,7 +265,7 @@ def summarize(
         "overlap_prev": overlap(chosen, previous),
     }
     summary = {k: _plain(v) for k, v in summary.items()}
-    threshold = float(select_info.get("threshold", float("nan")))
+    threshold = float(threshold_info["threshold"])
     fig = difficulty_histogram(scores, chosen, threshold, f"{method} round {round_index + 1}")
     return summary, fig
 

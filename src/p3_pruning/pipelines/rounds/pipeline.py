@@ -1,26 +1,31 @@
 """One round template, unrolled per method and per round under namespaces ``<method>.round_<e>``.
 
 Round e reads round e−1's adapter, so the unrolled chain is the cyclic-per-epoch loop of P3 as an
-acyclic Kedro DAG. Which steps a round has depends only on the method's scoring regime:
+acyclic Kedro DAG. A round has the method's steps, and only those:
 
-- ``p3``, ``spl``, ``dpp``: rescore the whole pool with the current policy every round;
-- ``static``, ``curriculum``: score once with the base model (round 1) and reuse those scores;
-- ``random``, ``full``: never score.
+=============  =========================================================================
+``p3``         score → threshold → dpp_select → finetune → evaluate → summarize
+``static``     (round 1: score) → threshold → dpp_select → …  (scores of round 1 reused)
+``spl``        score → threshold → pick (uniform among the eligible) → …
+``curriculum`` (round 1: score) → threshold (easy→hard window) → pick → …
+``dpp``        score → dpp_select (every finite sample) → …
+``random``     pick → …       ``full``: pick (everything, shuffled) → …
+=============  =========================================================================
+
+Which steps score comes from ``strategies.SCORING_REGIME`` (rescore / once / never). In a study the
+seed is part of the namespace (``<method>.seed_<s>.round_<e>``) and bound into the nodes.
 """
 
 from __future__ import annotations
 
-import functools
-
 from kedro.pipeline import Node, Pipeline
+
+from p3_pruning.pipelines.common import SUMMARY_TAG, bind
+from p3_pruning.strategies import METHODS, SCORING_REGIME, THRESHOLDED
 
 from . import nodes
 
-METHODS = ("p3", "spl", "dpp", "random", "full", "static", "curriculum")
-RESCORE = frozenset({"p3", "spl", "dpp"})
-SCORE_ONCE = frozenset({"static", "curriculum"})
-UNSCORED = frozenset({"random", "full"})
-
+DPP_METHODS = frozenset({"p3", "static", "dpp"})
 GLOBAL_INPUTS = {"train_pool", "eval_set"}
 PARAMETERS = {
     "params:model",
@@ -31,145 +36,182 @@ PARAMETERS = {
     "params:cheap_eval",
     "params:budget",
     "params:seed",
-    "params:rounds",
 }
 
 
-def _bind(func, **kwargs):
-    """``func`` with keyword arguments fixed, keeping its name for Kedro and kedro-viz."""
-    return functools.update_wrapper(functools.partial(func, **kwargs), func)
+def method_namespace(method: str, seed: int | None = None) -> str:
+    """``p3`` or, in a study, ``p3.seed_7``."""
+    return method if seed is None else f"{method}.seed_{seed}"
 
 
-def round_name(method: str, round_index: int) -> str:
+def round_name(method: str, round_index: int, seed: int | None = None) -> str:
     """Namespace of a round; ``round_index`` is 0-based, names are 1-based."""
-    return f"{method}.round_{round_index + 1}"
+    return f"{method_namespace(method, seed)}.round_{round_index + 1}"
 
 
-def round_pipeline(method: str, round_index: int, rounds: int) -> Pipeline:
-    """The round template for ``method``'s round ``round_index`` (0-based) of ``rounds``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+def _score_step(round_index: int) -> Node:
     first = round_index == 0
-    prev = None if first else round_name(method, round_index - 1)
-    scored_here = method in RESCORE or (method in SCORE_ONCE and first)
-    where = {"method": method, "round_index": round_index}
-    steps = []
-    mapping: dict[str, str] = {}
+    inputs = {"pool": "train_pool", "model_params": "params:model", "scoring": "params:scoring"}
+    if not first:
+        inputs["adapter"] = "prev_adapter"
+    return Node(
+        func=bind(nodes.score, round_index=round_index),
+        inputs=inputs,
+        outputs=["scores", "embeddings", "score_info"],
+        name="score",
+        tags=["score"],
+    )
 
-    if scored_here:
-        score_inputs = {
-            "pool": "train_pool",
-            "model_params": "params:model",
-            "scoring": "params:scoring",
-        }
-        if not first:
-            score_inputs["adapter"] = "prev_adapter"
-        steps.append(
-            Node(
-                _bind(nodes.score, round_index=round_index),
-                score_inputs,
-                ["scores", "embeddings", "score_info"],
-                name="score",
-            )
-        )
-    elif method in SCORE_ONCE:
-        # Static scores: the base model's, computed once in round 1.
-        first_round = round_name(method, 0)
-        mapping.update(scores=f"{first_round}.scores", embeddings=f"{first_round}.embeddings")
 
-    select_params = {
-        "pacing": "params:pacing",
-        "selection": "params:selection",
-        "budget": "params:budget",
-        "seed": "params:seed",
-        "configured_rounds": "params:rounds",
-    }
+def _threshold_step(method: str, round_index: int, rounds: int, trend: bool) -> Node:
+    inputs = {"scores": "scores", "pacing": "params:pacing"}
+    if trend:
+        inputs["previous_scores"] = "prev_scores"  # for the optional trend term
+    return Node(
+        func=bind(nodes.threshold, method=method, round_index=round_index, rounds=rounds),
+        inputs=inputs,
+        outputs=["eligible", "threshold_info"],
+        name="threshold",
+        tags=["threshold"],
+    )
+
+
+def _select_step(method: str, round_index: int, rounds: int, seed: int | None) -> Node:
+    """``dpp_select`` for the DPP methods, ``pick`` for the uniform ones and ``full``."""
     bound = {"method": method, "round_index": round_index, "rounds": rounds}
-    if method in UNSCORED:
-        steps.append(
-            Node(
-                _bind(nodes.select_unscored, **bound),
-                {"pool": "train_pool", **select_params},
-                ["selection", "select_info"],
-                name="select",
-            )
-        )
+    inputs = {"selection": "params:selection", "budget": "params:budget"}
+    if seed is None:
+        inputs["seed"] = "params:seed"
     else:
-        select_inputs = {"scores": "scores", "embeddings": "embeddings", **select_params}
-        if method in RESCORE and not first:
-            select_inputs["previous_scores"] = "prev_scores"  # for the optional trend term
-        steps.append(
-            Node(
-                _bind(nodes.select, **bound),
-                select_inputs,
-                ["selection", "select_info"],
-                name="select",
-            )
-        )
+        bound["seed"] = seed
+    if SCORING_REGIME[method] == "never":
+        inputs["pool"] = "train_pool"
+        func = nodes.pick_unscored
+    else:
+        inputs["scores"] = "scores"
+        func = nodes.select
+        if method in THRESHOLDED:
+            inputs["eligible"] = "eligible"
+        if method in DPP_METHODS:
+            inputs["embeddings"] = "embeddings"
+    name = "dpp_select" if method in DPP_METHODS else "pick"
+    return Node(
+        func=bind(func, **bound),
+        inputs=inputs,
+        outputs=["selection", "select_info"],
+        name=name,
+        tags=[name],
+    )
 
-    finetune_inputs = {
+
+def _finetune_step(first: bool, seed: int | None) -> Node:
+    inputs = {
         "pool": "train_pool",
         "chosen": "selection",
         "model_params": "params:model",
         "training": "params:training",
-        "seed": "params:seed",
     }
+    func = nodes.finetune if seed is None else bind(nodes.finetune, seed=seed)
+    if seed is None:
+        inputs["seed"] = "params:seed"
     if not first:
-        finetune_inputs["adapter"] = "prev_adapter"
-    steps.append(Node(nodes.finetune, finetune_inputs, ["adapter", "train_info"], name="finetune"))
-    steps.append(
-        Node(
-            nodes.evaluate_round,
-            {
-                "eval_set": "eval_set",
-                "adapter": "adapter",
-                "model_params": "params:model",
-                "options": "params:cheap_eval",
-            },
-            "eval_info",
-            name="evaluate",
-        )
+        inputs["adapter"] = "prev_adapter"
+    return Node(
+        func=func, inputs=inputs, outputs=["adapter", "train_info"], name="finetune", tags=["train"]
     )
 
-    summary_inputs = {
+
+def _evaluate_step() -> Node:
+    return Node(
+        func=nodes.evaluate_round,
+        inputs={
+            "eval_set": "eval_set",
+            "adapter": "adapter",
+            "model_params": "params:model",
+            "options": "params:cheap_eval",
+        },
+        outputs="eval_info",
+        name="evaluate",
+        tags=["evaluate"],
+    )
+
+
+def _summary_step(method: str, round_index: int, seed: int | None, steps: list[Node]) -> Node:
+    produced = {name for step in steps for name in step.outputs}
+    inputs = {
         "select_info": "select_info",
         "train_info": "train_info",
         "eval_info": "eval_info",
         "chosen": "selection",
+        "budget": "params:budget",
     }
-    if scored_here:
-        summary_inputs["score_info"] = "score_info"
-    if method not in UNSCORED:
-        summary_inputs["scores"] = "scores"
-    if not first:
-        summary_inputs["previous"] = "prev_selection"
-    steps.append(
-        Node(
-            _bind(nodes.summarize, **where),
-            summary_inputs,
-            ["summary", "difficulty_histogram"],
-            name="summarize",
-        )
+    bound = {"method": method, "round_index": round_index}
+    if seed is None:
+        inputs["seed"] = "params:seed"
+    else:
+        bound["seed"] = seed
+    for optional in ("score_info", "threshold_info"):
+        if optional in produced:
+            inputs[optional] = optional
+    if SCORING_REGIME[method] != "never":
+        inputs["scores"] = "scores"
+    if round_index > 0:
+        inputs["previous"] = "prev_selection"
+    return Node(
+        func=bind(nodes.summarize, **bound),
+        inputs=inputs,
+        outputs=["summary", "difficulty_histogram"],
+        name="summarize",
+        tags=[SUMMARY_TAG],
     )
 
-    if prev is not None:
-        mapping.update(
-            prev_adapter=f"{prev}.adapter",
-            prev_selection=f"{prev}.selection",
+
+def round_pipeline(method: str, round_index: int, rounds: int, seed: int | None = None) -> Pipeline:
+    """The round template for ``method``'s round ``round_index`` (0-based) of ``rounds``.
+
+    ``seed``: None reads ``params:seed`` (one run per seed); an int binds it and puts it in the
+    namespace (the study pipeline).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    regime = SCORING_REGIME[method]
+    first = round_index == 0
+    steps: list[Node] = []
+    mapping: dict[str, str] = {}
+
+    if regime == "rescore" or (regime == "once" and first):
+        steps.append(_score_step(round_index))
+    elif regime == "once":  # static scores: the base model's, computed once in round 1
+        first_round = round_name(method, 0, seed)
+        mapping.update(scores=f"{first_round}.scores", embeddings=f"{first_round}.embeddings")
+    if method in THRESHOLDED:
+        steps.append(
+            _threshold_step(method, round_index, rounds, regime == "rescore" and not first)
         )
-        if method in RESCORE:
+    steps.append(_select_step(method, round_index, rounds, seed))
+    steps.append(_finetune_step(first, seed))
+    steps.append(_evaluate_step())
+    steps.append(_summary_step(method, round_index, seed, steps))
+
+    if not first:
+        prev = round_name(method, round_index - 1, seed)
+        mapping.update(prev_adapter=f"{prev}.adapter", prev_selection=f"{prev}.selection")
+        if regime == "rescore" and method in THRESHOLDED:
             mapping["prev_scores"] = f"{prev}.scores"
     used = {name for step in steps for name in step.inputs}
     return Pipeline(
         steps,
-        namespace=round_name(method, round_index),
-        inputs={**{name: name for name in GLOBAL_INPUTS}, **mapping},
+        namespace=round_name(method, round_index, seed),
+        inputs={
+            **{name: name for name in GLOBAL_INPUTS},
+            **{k: v for k, v in mapping.items() if k in used},
+        },
         parameters=PARAMETERS & used,
     )
 
 
-def create_pipeline(method: str = "p3", rounds: int = 3, **kwargs) -> Pipeline:
+def create_pipeline(method: str = "p3", rounds: int = 3, seed: int | None = None) -> Pipeline:
     """All ``rounds`` rounds of ``method``, chained through their adapters."""
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
-    return sum((round_pipeline(method, e, rounds) for e in range(rounds)), Pipeline([]))
+    return sum((round_pipeline(method, e, rounds, seed) for e in range(rounds)), Pipeline([]))

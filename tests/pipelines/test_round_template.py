@@ -1,0 +1,72 @@
+"""The round template's shape per method regime, without running anything (fast)."""
+
+from __future__ import annotations
+
+import pytest
+
+from p3_pruning.pipelines.rounds.pipeline import create_pipeline, round_name
+from p3_pruning.strategies import METHODS
+
+
+def steps(method: str, round_: int, rounds: int = 3, seed=None) -> dict[str, set[str]]:
+    """``{step name: inputs}`` of one round."""
+    ns = round_name(method, round_ - 1, seed)
+    pipe = create_pipeline(method, rounds, seed)
+    return {n.name.removeprefix(ns + "."): set(n.inputs) for n in pipe.nodes if n.namespace == ns}
+
+
+def test_p3_rounds_show_every_step_of_the_method():
+    for e in (1, 2, 3):
+        ns = f"p3.round_{e}"
+        got = steps("p3", e)
+        assert set(got) == {"score", "threshold", "dpp_select", "finetune", "evaluate", "summarize"}
+        assert f"{ns}.scores" in got["threshold"] and "params:pacing" in got["threshold"]
+        assert {f"{ns}.eligible", f"{ns}.embeddings", f"{ns}.scores"} <= got["dpp_select"]
+        assert f"{ns}.selection" in got["finetune"]
+        if e > 1:
+            prev = f"p3.round_{e - 1}"
+            assert f"{prev}.adapter" in got["score"] and f"{prev}.adapter" in got["finetune"]
+            assert f"{prev}.scores" in got["threshold"]  # the trend term's d_{e-1}
+        else:
+            assert not any(".adapter" in i for i in got["score"])
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("spl", {"score", "threshold", "pick"}),
+        ("dpp", {"score", "dpp_select"}),
+        ("random", {"pick"}),
+        ("full", {"pick"}),
+    ],
+)
+def test_baselines_reuse_the_steps_they_have(method, expected):
+    for e in (1, 2):
+        got = steps(method, e)
+        assert set(got) == expected | {"finetune", "evaluate", "summarize"}, (method, e)
+    if method in ("random", "full"):
+        assert "train_pool" in steps(method, 1)["pick"]
+
+
+def test_static_and_curriculum_score_once_and_reuse_round_1():
+    for method, select in (("static", "dpp_select"), ("curriculum", "pick")):
+        assert set(steps(method, 1)) >= {"score", "threshold", select}
+        later = steps(method, 2)
+        assert "score" not in later
+        assert f"{method}.round_1.scores" in later["threshold"]
+        assert f"{method}.round_1.scores" in later[select]
+
+
+def test_study_rounds_carry_the_seed_in_the_namespace_and_bind_it():
+    got = steps("p3", 2, seed=7)
+    assert "p3.seed_7.round_1.adapter" in got["finetune"]
+    assert "params:seed" not in got["finetune"] and "params:seed" not in got["dpp_select"]
+    assert "params:seed" in steps("p3", 2)["finetune"]
+
+
+def test_every_method_builds_and_chains_through_its_adapters():
+    for method in METHODS:
+        pipe = create_pipeline(method, 3)
+        free = pipe.inputs()
+        assert {"train_pool", "eval_set"} <= free
+        assert not any(".round_" in name for name in free), (method, free)

@@ -1,0 +1,113 @@
+"""The parameter schema: the project's own config passes; each bad value is named with its key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from p3_pruning.config import ConfigError, check_rounds, validate_parameters
+from p3_pruning.workspace import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def base() -> dict:
+    params: dict = {}
+    for path in sorted((PROJECT_ROOT / "conf" / "base").glob("parameters*.yml")):
+        params.update(yaml.safe_load(path.read_text()) or {})
+    return params
+
+
+def with_(base: dict, **changes) -> dict:
+    params = copy.deepcopy(base)
+    for dotted, value in changes.items():
+        node = params
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return params
+
+
+def problems(params: dict) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        validate_parameters(params)
+    return {key: expected for key, _, expected in info.value.problems}
+
+
+def test_the_projects_config_is_valid(base):
+    parsed = validate_parameters(base)
+    assert parsed.rounds == base["rounds"] and parsed.budget == base["budget"]
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"budget": 0}, "budget"),
+        ({"budget": -4}, "budget"),
+        ({"budget": 1.5}, "budget"),
+        ({"budget": 10_000}, "budget"),  # larger than the default pool
+        ({"rounds": 0}, "rounds"),
+        ({"pacing__start": -1}, "pacing.start"),
+        ({"pacing__end": 101}, "pacing.end"),
+        ({"pacing__start": 80, "pacing__end": 60}, "pacing.end"),
+        ({"pacing__schedule": "cubic"}, "pacing.schedule"),
+        ({"scoring__segmenter": "words"}, "scoring.segmenter"),
+        ({"scoring__embed": "cls"}, "scoring.embed"),
+        ({"selection__dpp_mode": "fast"}, "selection.dpp_mode"),
+        ({"training__loss_on": "prompt"}, "training.loss_on"),
+        ({"training__learning_rate": "abc"}, "training.learning_rate"),
+        ({"training__batch_size": "big"}, "training.batch_size"),
+        ({"training__lora__r": 0}, "training.lora.r"),
+        ({"model__name_or_path": "no such model"}, "model.name_or_path"),
+        ({"data__source": "csvv"}, "data.source"),
+        ({"data__source": "jsonl", "data__path": "data/01_raw/missing.jsonl"}, "data.path"),
+        ({"training__learnig_rate": 0.1}, "training.learnig_rate"),
+        ({"pacing__strat": 40}, "pacing.strat"),
+    ],
+)
+def test_each_bad_value_is_reported_with_its_dotted_key(base, change, key):
+    found = problems(with_(base, **change))
+    assert key in found, found
+
+
+def test_every_problem_is_reported_at_once(base):
+    found = problems(
+        with_(
+            base,
+            budget=0,
+            training__learning_rate="abc",
+            scoring__segmenter="words",
+            cheap_eval__max_sample=3,
+        )
+    )
+    assert {
+        "budget",
+        "training.learning_rate",
+        "scoring.segmenter",
+        "cheap_eval.max_sample",
+    } <= set(found)
+    assert found["cheap_eval.max_sample"] == "unknown key (a typo?)"
+
+
+def test_the_message_names_key_value_and_expectation(base):
+    with pytest.raises(ConfigError, match=r"training\.learning_rate: found 'abc'; .*number"):
+        validate_parameters(with_(base, training__learning_rate="abc"))
+
+
+def test_a_hub_id_while_offline_is_said_plainly(base, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    found = problems(with_(base, model__name_or_path="someone/not-cached-model-xyz"))
+    assert (
+        "offline" in found["model.name_or_path"] or "HF_HUB_OFFLINE" in found["model.name_or_path"]
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    validate_parameters(with_(base, model__name_or_path="someone/not-cached-model-xyz"))
+
+
+def test_rounds_must_match_the_unrolled_pipeline(base):
+    check_rounds(base, base["rounds"])
+    check_rounds(base, None)
+    with pytest.raises(ConfigError, match="rounds: found 5"):
+        check_rounds({**base, "rounds": 5}, 3)
