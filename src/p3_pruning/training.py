@@ -445,6 +445,8 @@ def train_round(
         "loss_curve": list(loss_log.losses),
         "n_samples": len(kept),
         "n_tokens": int(sum(n_target_tokens(f) for f in kept) * epochs),
+        # every token the model read (prompt included): what compute accounting counts
+        "n_input_tokens": int(sum(len(f["input_ids"]) for f in kept) * epochs),
         "n_truncated": int(n_truncated),
         "n_skipped": len(skipped),
         "steps": steps,
