@@ -495,4 +495,5 @@ def cheap_eval(
         metrics["difficulty"] = float(finite.mean()) if finite.size else float("nan")
         metrics["difficulty_median"] = float(np.median(finite)) if finite.size else float("nan")
         metrics["n_failed"] = int((~np.isfinite(d)).sum())
+        metrics["score_tokens"] = int(scores["n_tokens"].sum())  # read by the difficulty pass
     return metrics
