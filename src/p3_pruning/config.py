@@ -213,6 +213,8 @@ class ScoringParams(Block):
     autocast: StrictBool | None = None
     prefix_cache: StrictBool | None = None
     progress: StrictBool | None = None
+    # score only a seeded random subset of the pool each round: a count, or a fraction in (0, 1]
+    candidates: PositiveInt | Fraction01 | None = None
 
     @field_validator("segmenter")
     @classmethod
@@ -368,12 +370,37 @@ class ExportParams(Block):
     format: Literal["input", "messages"] = "input"
 
 
+# ----------------------------------------------------------------------------------- study
+class StudyParams(Block):
+    methods: Annotated[list[str], Field(min_length=1)]
+    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)]
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value):
+        from p3_pruning.strategies import METHODS
+
+        for method in value:
+            _one_of(method, METHODS, "study.methods")
+        if len(set(value)) != len(value):
+            raise ValueError("expected each method once")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError("expected each seed once")
+        return value
+
+
 # ----------------------------------------------------------------------------- the whole
 class Parameters(Block):
     """Every parameter of the project (``conf/base/parameters*.yml``)."""
 
     sweep: SweepParams | None = None
     export: ExportParams | None = None
+    study: StudyParams | None = None
 
     seed: NonNegativeInt
     rounds: PositiveInt

@@ -1,4 +1,5 @@
-"""Project pipelines: ``data``, one per method, ``evaluate``, ``compare`` and ``__default__``."""
+"""Project pipelines: ``data``, one per method, ``evaluate``, ``compare``, ``study``, ``sweep`` and
+``__default__``."""
 
 from __future__ import annotations
 
@@ -9,19 +10,17 @@ from kedro.config import OmegaConfigLoader
 from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
-from p3_pruning.pipelines import compare, data, evaluate, rounds
+from p3_pruning.pipelines import compare, data, evaluate, rounds, study, sweep
 from p3_pruning.strategies import METHODS
 
 
-def configured_rounds(conf_source: str | Path | None = None) -> int:
-    """The ``rounds`` parameter, read from the project's config when the pipelines are built.
-
-    The number of rounds is the shape of the DAG, so it is fixed before any run starts; ``--params``
-    cannot change it (the round nodes check that the value they receive matches).
-    """
+def configured_parameters(conf_source: str | Path | None = None) -> dict:
+    """The project's parameters as the config files say (no ``--params``), read when the pipelines
+    are built: ``rounds``, ``study`` and ``sweep`` shape the DAG, so they are fixed before any run
+    starts (a hook checks that the run's ``rounds`` matches)."""
     source = Path(conf_source or Path.cwd() / settings.CONF_SOURCE)
     if not source.exists():
-        return 3
+        raise FileNotFoundError(f"no config folder {source}: run from the project root")
     loader = OmegaConfigLoader(
         conf_source=str(source),
         base_env="base",
@@ -29,13 +28,19 @@ def configured_rounds(conf_source: str | Path | None = None) -> int:
         merge_strategy=settings.CONFIG_LOADER_ARGS.get("merge_strategy"),
         env=os.environ.get("KEDRO_ENV"),
     )
-    return int(loader["parameters"].get("rounds", 3))
+    return dict(loader["parameters"])
+
+
+def configured_rounds(conf_source: str | Path | None = None) -> int:
+    """The ``rounds`` the pipelines are unrolled with."""
+    return int(configured_parameters(conf_source)["rounds"])
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Every pipeline that trains starts with ``data``: it is cheap and seeded (the same samples, the
     same split every time), so any pipeline runs on a fresh clone, and ``--only-missing-outputs``
     skips it when its outputs exist."""
+    params = configured_parameters()
     n_rounds = configured_rounds()
     data_pipeline = data.create_pipeline()
     pipelines: dict[str, Pipeline] = {"data": data_pipeline}
@@ -43,9 +48,17 @@ def register_pipelines() -> dict[str, Pipeline]:
         pipelines[method] = data_pipeline + rounds.create_pipeline(method=method, rounds=n_rounds)
     pipelines["evaluate"] = evaluate.create_pipeline(methods=("p3",), rounds=n_rounds)
     pipelines["compare"] = data_pipeline + compare.create_pipeline(rounds=n_rounds)
-    # The default run evaluates P3's last adapter only: the base model's reference evaluation
-    # (in `evaluate` and `compare`) rambles to the token limit and would double the CPU time.
-    pipelines["__default__"] = pipelines["p3"] + evaluate.create_pipeline(
-        ("p3",), n_rounds, include_base=False
-    )
+    plan = params.get("study") or {}
+    if plan:
+        pipelines["study"] = data_pipeline + study.create_pipeline(
+            plan["methods"], plan["seeds"], rounds=n_rounds
+        )
+    where = params.get("sweep") or {}
+    if where:
+        pipelines["sweep"] = sweep.create_pipeline(
+            method=where["method"], round=int(where["round"])
+        )
+    # The default run: data, P3's rounds, P3's final evaluation and the base model's, so it ends
+    # with both accuracies side by side in the result table.
+    pipelines["__default__"] = pipelines["p3"] + evaluate.create_pipeline(("p3",), n_rounds)
     return pipelines

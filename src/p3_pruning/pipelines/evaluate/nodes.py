@@ -7,6 +7,7 @@ import time
 import pandas as pd
 
 from p3_pruning.adapters import LoraAdapter
+from p3_pruning.chat import DEFAULT_SYSTEM, prompt_text
 from p3_pruning.evaluation import evaluate_generation
 from p3_pruning.pipelines.rounds.nodes import policy_model
 
@@ -24,6 +25,7 @@ def final_evaluate(
     start = time.perf_counter()
     per_sample, summary = evaluate_generation(model, tokenizer, eval_set, **generation)
     seconds = time.perf_counter() - start
+    prompt_tokens, new_tokens = generation_tokens(tokenizer, eval_set, per_sample, generation)
     overall = summary.loc[summary["scope"] == "all"].iloc[0]
     metrics = {
         "method": method,
@@ -32,8 +34,27 @@ def final_evaluate(
         "mean_score": float(overall["mean_score"]),
         "n_eval": int(overall["n"]),
         "generation_seconds": seconds,
+        "generation_prompt_tokens": prompt_tokens,
+        "generation_new_tokens": new_tokens,
     }
     for row in summary[summary["scope"] != "all"].itertuples():
         group = "/".join(str(v) for v in (row.source, row.level) if v is not None and v == v)
         metrics[f"accuracy/{group}"] = float(row.accuracy)
     return per_sample, summary, metrics
+
+
+def generation_tokens(
+    tokenizer, eval_set: pd.DataFrame, per_sample: pd.DataFrame, generation: dict
+):
+    """Tokens the final generation read and wrote, for compute accounting: the chat-formatted prompts
+    and the decoded responses re-tokenized (a close count of what the decoder produced)."""
+    system = generation.get("system", DEFAULT_SYSTEM)
+    prompts = [prompt_text(tokenizer, p, system=system) for p in eval_set["prompt"]]
+    prompt_tokens = sum(
+        len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    )
+    responses = [r or "" for r in per_sample.get("response", pd.Series([], dtype=object))]
+    new_tokens = sum(
+        len(ids) for ids in tokenizer(responses, add_special_tokens=False)["input_ids"]
+    )
+    return int(prompt_tokens), int(new_tokens)

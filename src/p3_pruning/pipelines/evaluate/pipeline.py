@@ -5,15 +5,16 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from p3_pruning.pipelines.common import FINAL_TAG, bind
-from p3_pruning.pipelines.rounds.pipeline import round_name
+from p3_pruning.pipelines.rounds.pipeline import method_namespace, round_name
 
 from . import nodes
 
 BASE = "base"
 
 
-def final_pipeline(method: str, rounds: int) -> Pipeline:
-    """Evaluate ``method``'s last-round adapter (``base``: the untuned model)."""
+def final_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipeline:
+    """Evaluate ``method``'s last-round adapter (``base``: the untuned model) under
+    ``<method>.final`` (``<method>.seed_<s>.final`` in a study)."""
     inputs = {
         "eval_set": "eval_set",
         "model_params": "params:model",
@@ -22,7 +23,7 @@ def final_pipeline(method: str, rounds: int) -> Pipeline:
     mapping = {"eval_set": "eval_set"}
     if method != BASE:
         inputs["adapter"] = "adapter"
-        mapping["adapter"] = f"{round_name(method, rounds - 1)}.adapter"
+        mapping["adapter"] = f"{round_name(method, rounds - 1, seed)}.adapter"
     return Pipeline(
         [
             Node(
@@ -33,7 +34,7 @@ def final_pipeline(method: str, rounds: int) -> Pipeline:
                 tags=[FINAL_TAG],
             )
         ],
-        namespace=f"{method}.final",
+        namespace=f"{method_namespace(method, seed)}.final",
         inputs=mapping,
         parameters={"params:model", "params:generation"},
     )

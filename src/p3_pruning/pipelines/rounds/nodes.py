@@ -14,9 +14,11 @@ import pandas as pd  # noqa: E402
 
 from p3_pruning import strategies  # noqa: E402
 from p3_pruning.adapters import LoraAdapter  # noqa: E402
+from p3_pruning.compute import count_parameters  # noqa: E402
 from p3_pruning.evaluation import cheap_eval  # noqa: E402
 from p3_pruning.models import load_model  # noqa: E402
 from p3_pruning.scoring import score_samples  # noqa: E402
+from p3_pruning.stats import difficulty_level_spearman  # noqa: E402
 from p3_pruning.training import train_round  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -38,30 +40,81 @@ def policy_model(model_params: dict, adapter: LoraAdapter | None = None, *, merg
     return model, tokenizer
 
 
+# keys of the scoring block that the node handles itself (the rest go to score_samples)
+NODE_SCORING_KEYS = ("candidates",)
+NOT_CANDIDATE = "not_candidate"  # status of pool rows left out by scoring.candidates
+
+
 def score(
     pool: pd.DataFrame,
     model_params: dict,
     scoring: dict,
+    seed: int,
     adapter: LoraAdapter | None = None,
     *,
     round_index: int,
 ):
-    """Score every pool sample with the current policy: difficulty per sample + embeddings."""
+    """Score the pool with the current policy: difficulty per sample + embeddings.
+
+    With ``scoring.candidates`` (a count, or a fraction of the pool) only a seeded random subset is
+    scored each round; the other rows get difficulty +inf and status ``not_candidate``, so they are
+    never eligible and the threshold's percentile is taken on the scored candidates.
+    """
+    options = {k: v for k, v in scoring.items() if k not in NODE_SCORING_KEYS}
+    chosen = candidate_rows(
+        len(pool), scoring.get("candidates"), seed=seed, round_index=round_index
+    )
     model, tokenizer = policy_model(model_params, adapter, merge=True)
     start = time.perf_counter()
-    scores, embeddings = score_samples(model, tokenizer, pool, **scoring)
+    scores, embeddings = score_samples(model, tokenizer, pool.iloc[chosen], **options)
     seconds = time.perf_counter() - start
+    if len(chosen) < len(pool):
+        scores, embeddings = _widen(scores, embeddings, pool, chosen)
     scores.insert(1, "round", round_index + 1)
     status = scores["status"].value_counts().to_dict()
     info = {
         "score_seconds": seconds,
+        "score_candidates": len(chosen),
         "score_tokens": int(scores["n_tokens"].sum()),
         "score_tokens_per_s": float(scores["n_tokens"].sum() / max(seconds, 1e-9)),
-        "score_failed": int((scores["status"] != "ok").sum()),
+        "score_failed": int((~scores["status"].isin(["ok", NOT_CANDIDATE])).sum()),
         "score_truncated": int(scores["truncated"].sum()),
         "score_status": {str(k): int(v) for k, v in status.items()},
+        # does policy difficulty track the source's own difficulty label? (NaN without levels)
+        "score_level_spearman": difficulty_level_spearman(scores, pool),
     }
     return scores, embeddings.astype(np.float32, copy=False), info
+
+
+def candidate_rows(n: int, candidates, *, seed: int, round_index: int) -> np.ndarray:
+    """Row positions to score: all ``n`` (candidates None), or a seeded random subset in pool order
+    (an int count, or a float fraction in (0, 1] of the pool), drawn afresh each round."""
+    if candidates is None:
+        return np.arange(n)
+    k = strategies.resolve_budget(candidates, n)
+    rng = np.random.default_rng([int(seed), int(round_index), 0x5C0])
+    return np.sort(rng.choice(n, size=min(k, n), replace=False))
+
+
+def _widen(scores: pd.DataFrame, embeddings: np.ndarray, pool: pd.DataFrame, chosen: np.ndarray):
+    """Scores and embeddings of the candidates spread back over every pool row (pool order)."""
+    full = pd.DataFrame({"sample_id": pool["sample_id"].to_numpy()})
+    full = full.merge(scores, on="sample_id", how="left")
+    rest = ~full["sample_id"].isin(set(scores["sample_id"]))
+    full.loc[rest, "difficulty"] = np.inf
+    full.loc[rest, "status"] = NOT_CANDIDATE
+    for column, fill in (("n_actions", 0), ("n_tokens", 0), ("truncated", False)):
+        if column in full:
+            full[column] = (
+                full[column].astype(object).where(~rest, fill).astype(scores[column].dtype)
+            )
+    if "action_probs" in full:
+        full["action_probs"] = [
+            v if isinstance(v, (list, np.ndarray)) else [] for v in full["action_probs"]
+        ]
+    wide = np.zeros((len(pool), embeddings.shape[1]), dtype=embeddings.dtype)
+    wide[chosen] = embeddings
+    return full[scores.columns], wide
 
 
 def unscored(pool: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
@@ -163,14 +216,23 @@ def finetune(
         model, tokenizer, batch, adapter=adapter, seed=seed, **training
     )
     info = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in metrics.items()}
+    counts = count_parameters(model, new_adapter)  # for compute accounting
+    info.update(train_params=counts["matmul"], train_lora_params=counts["trainable"])
     return new_adapter, info
 
 
 def evaluate_round(
-    eval_set: pd.DataFrame, adapter: LoraAdapter, model_params: dict, options: dict
+    eval_set: pd.DataFrame, adapter: LoraAdapter, model_params: dict, options: dict, scoring: dict
 ) -> dict:
-    """Cheap held-out metrics under the round's adapter (forward passes only)."""
+    """Cheap held-out metrics under the round's adapter (forward passes only).
+
+    The held-out difficulty is computed by the same rule as the pool's: the scoring block's
+    segmenter, max_length and the rest (scoring.candidates aside: every held-out sample is scored).
+    """
     options = dict(options)
+    options["scoring_options"] = {
+        k: v for k, v in scoring.items() if k not in (*NODE_SCORING_KEYS, "progress")
+    }
     max_samples = options.pop("max_samples", None)
     if max_samples is not None:
         eval_set = eval_set.head(int(max_samples))  # the split already shuffled it (seeded)

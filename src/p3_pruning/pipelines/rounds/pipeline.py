@@ -49,13 +49,17 @@ def round_name(method: str, round_index: int, seed: int | None = None) -> str:
     return f"{method_namespace(method, seed)}.round_{round_index + 1}"
 
 
-def _score_step(round_index: int) -> Node:
-    first = round_index == 0
+def _score_step(round_index: int, seed: int | None) -> Node:
     inputs = {"pool": "train_pool", "model_params": "params:model", "scoring": "params:scoring"}
-    if not first:
+    bound = {"round_index": round_index}
+    if seed is None:
+        inputs["seed"] = "params:seed"
+    else:
+        bound["seed"] = seed
+    if round_index > 0:
         inputs["adapter"] = "prev_adapter"
     return Node(
-        func=bind(nodes.score, round_index=round_index),
+        func=bind(nodes.score, **bound),
         inputs=inputs,
         outputs=["scores", "embeddings", "score_info"],
         name="score",
@@ -129,6 +133,7 @@ def _evaluate_step() -> Node:
             "adapter": "adapter",
             "model_params": "params:model",
             "options": "params:cheap_eval",
+            "scoring": "params:scoring",
         },
         outputs="eval_info",
         name="evaluate",
@@ -180,7 +185,7 @@ def round_pipeline(method: str, round_index: int, rounds: int, seed: int | None 
     mapping: dict[str, str] = {}
 
     if regime == "rescore" or (regime == "once" and first):
-        steps.append(_score_step(round_index))
+        steps.append(_score_step(round_index, seed))
     elif regime == "once":  # static scores: the base model's, computed once in round 1
         first_round = round_name(method, 0, seed)
         mapping.update(scores=f"{first_round}.scores", embeddings=f"{first_round}.embeddings")
