@@ -42,11 +42,11 @@ class ConfigCheckHook:
     def __init__(self) -> None:
         self.params: dict = {}
 
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before any hook reads context.params, which builds the pipelines
     def after_context_created(self, context) -> None:
-        self.params = dict(context.params)
         if context.env and not os.environ.get("KEDRO_ENV"):
             os.environ["KEDRO_ENV"] = context.env
+        self.params = dict(context.params)
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params, pipeline) -> None:
