@@ -322,12 +322,39 @@ class CheapEvalParams(Block):
     progress: StrictBool | None = None
 
 
+class GraderParams(Block):
+    name: str
+    pattern: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value):
+        from p3_pruning.graders import GRADERS
+
+        return _one_of(value, GRADERS, "generation.grader.name")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value, info: ValidationInfo):
+        if info.data.get("name") == "regex":
+            if not value:
+                raise ValueError(
+                    "expected a regex: the regex grader needs generation.grader.pattern"
+                )
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"expected a valid regex ({exc})") from exc
+        return value
+
+
 class GenerationParams(Block):
     max_new_tokens: PositiveInt
     batch_size: PositiveInt | None = None
     system: str | None = None
     stop_at_answer: StrictBool | None = None
     grade_options: dict[str, Any] | None = None
+    grader: GraderParams | None = None
     progress: StrictBool | None = None
 
 
@@ -367,7 +394,17 @@ class SweepParams(Block):
 
 # ---------------------------------------------------------------------------------- export
 class ExportParams(Block):
-    format: Literal["input", "messages"] = "input"
+    format: Literal["input", "messages"]
+    methods: Annotated[list[str], Field(min_length=1)]
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value):
+        from p3_pruning.strategies import METHODS
+
+        for method in value:
+            _one_of(method, METHODS, "export.methods")
+        return value
 
 
 # ----------------------------------------------------------------------------------- study

@@ -10,7 +10,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
-from p3_pruning.pipelines import compare, data, evaluate, rounds, study, sweep
+from p3_pruning.pipelines import compare, data, evaluate, export, rounds, study, sweep
 from p3_pruning.strategies import METHODS
 
 
@@ -48,6 +48,9 @@ def register_pipelines() -> dict[str, Pipeline]:
         pipelines[method] = data_pipeline + rounds.create_pipeline(method=method, rounds=n_rounds)
     pipelines["evaluate"] = evaluate.create_pipeline(methods=("p3",), rounds=n_rounds)
     pipelines["compare"] = data_pipeline + compare.create_pipeline(rounds=n_rounds)
+    # the rounds' selections of export.methods, joined back to the original records
+    exported = params["export"]["methods"]
+    pipelines["export"] = export.create_pipeline(methods=exported, rounds=n_rounds)
     plan = params.get("study") or {}
     if plan:
         pipelines["study"] = data_pipeline + study.create_pipeline(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 
 from kedro.pipeline import Node, Pipeline
+
+from p3_pruning.pipelines.common import bind
 
 from . import nodes
 
@@ -16,9 +17,7 @@ def create_pipeline(methods: Iterable[str] = ("p3",), rounds: int = 3, **kwargs)
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
     steps = []
     for method in methods:
-        export = functools.update_wrapper(
-            functools.partial(nodes.export_round, method=method), nodes.export_round
-        )
+        export = bind(nodes.export_round, method=method)
         for e in range(1, rounds + 1):
             steps.append(
                 Node(
