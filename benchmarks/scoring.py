@@ -15,6 +15,13 @@ Rates are given per wall-clock second and per process CPU second (the latter is 
 other users). Peak memory is the process's peak RSS during each phase (``VmHWM`` after resetting it).
 
     python benchmarks/scoring.py --model smollm2-135m-instruct --n 200
+
+``--scale`` measures instead how scoring spreads out: the same samples scored by the local backend
+and by ``distributed.score_on_ray`` on a local Ray cluster with 1 and 2 workers (the threads split
+between them), each also on a small subset so the fixed cost of a call (actors start, each loads
+the model) and the marginal per-sample overhead Ray adds are told apart:
+
+    python benchmarks/scoring.py --scale --model smollm2-135m-instruct --n 100
 """
 
 from __future__ import annotations
@@ -125,7 +132,15 @@ def main() -> None:
     parser.add_argument(
         "--authors-every", type=int, default=5, help="authors' procedure on every k-th sample"
     )
+    parser.add_argument(
+        "--scale", action="store_true", help="local backend vs Ray with --workers workers"
+    )
+    parser.add_argument("--workers", default="1,2", help="Ray worker counts for --scale")
+    parser.add_argument("--small", type=int, default=8, help="subset for the fixed cost (--scale)")
     args = parser.parse_args()
+    if args.scale:
+        scale(args)
+        return
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -216,6 +231,66 @@ def main() -> None:
         f"over {len(ours)} actions; statuses {scores['status'].value_counts().to_dict()}"
     )
     print(f"loadavg at end {os.getloadavg()[0]:.2f}")
+
+
+def scale(args) -> None:
+    """tokens/s of the local backend and of Ray with each worker count, on the same samples."""
+    from p3_pruning.distributed.ray_engine import load_policy, ray_cluster, score_on_ray
+
+    torch.set_num_threads(args.threads)
+    model_params = {"name_or_path": args.model, "device": "cpu"}
+    samples = gsm_samples(args.n, args.seed)
+    small = samples.iloc[: args.small]
+    options = {"token_budget": args.token_budget, "progress": False}
+    model, tok = load_policy(model_params)
+    print(
+        f"model={args.model} n={args.n} small={args.small} threads={args.threads} "
+        f"cpus={os.cpu_count()} loadavg={os.getloadavg()[0]:.2f}"
+    )
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - t0, out
+
+    score_samples(model, tok, small, **options)  # warm-up
+    t_small, _ = timed(lambda: score_samples(model, tok, small, **options))
+    t_full, (local, _) = timed(lambda: score_samples(model, tok, samples, **options))
+    tokens = int(local["n_tokens"].sum())
+    rows = [("local", t_small, t_full, 0.0)]
+    t0 = time.perf_counter()
+    with ray_cluster({"num_cpus": os.cpu_count()}):
+        start_s = time.perf_counter() - t0
+        for workers in [int(w) for w in args.workers.split(",")]:
+            cfg = {
+                "num_workers": workers,
+                "threads_per_worker": max(1, args.threads // workers),
+                "batch_rows": max(1, -(-args.n // (4 * workers))),  # ~4 blocks per worker
+            }
+
+            def run(frame, cfg=cfg):
+                return score_on_ray(model_params, None, frame, ray=cfg, **options)
+
+            t_s, _ = timed(lambda run=run: run(small))
+            t_f, (scores, _) = timed(lambda run=run: run(samples))
+            ok = np.isfinite(local["difficulty"].to_numpy())
+            delta = np.max(np.abs(scores["difficulty"].to_numpy()[ok] - local["difficulty"][ok]))
+            rows.append((f"ray {workers} worker(s)", t_s, t_f, float(delta)))
+            print(f"  ray {workers} worker(s) done, loadavg {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"local Ray cluster start-up {start_s:.1f} s (once per process, not in the rows below)")
+    print(
+        f"{'backend':20s} {'tokens/s':>9s} {'seconds':>8s} {'vs local':>9s} "
+        f"{'fixed s/call':>12s} {'overhead ms/sample':>18s} {'max |d diff|':>12s}"
+    )
+    local_marginal = (t_full - t_small) / (args.n - args.small)
+    for name, t_s, t_f, delta in rows:
+        marginal = (t_f - t_s) / (args.n - args.small)
+        fixed = t_s - args.small * marginal
+        print(
+            f"{name:20s} {tokens / t_f:9.1f} {t_f:8.1f} {t_full / t_f:8.2f}x "
+            f"{fixed:12.1f} {1000 * (marginal - local_marginal):18.1f} {delta:12.1e}"
+        )
+    print(f"tokens={tokens} loadavg at end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
