@@ -24,7 +24,8 @@ def results_table(
     params = int(known[0]["train_params"]) if known else 0
     lora = int(known[0]["train_lora_params"]) if known else 0
     rows = []
-    for (method, seed), final in finals.items():
+    base_last = sorted(finals.items(), key=lambda item: item[0][0] == "base")  # stable: study order
+    for (method, seed), final in base_last:
         summaries = sorted(rounds.get((method, seed), []), key=lambda s: s["round"])
         row = {
             "method": method,

@@ -1,0 +1,108 @@
+"""`study` end to end with the tiny model: methods x seeds, the base model once, the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from p3_pruning.pipelines.study.nodes import results_table
+from p3_pruning.stats import study_table
+from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "seed": 5,
+    "rounds": 2,
+    "budget": 4,
+    "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
+    "data": {"default": {"n": 24, "seed": 2}, "split": {"eval_size": 6}},
+    "scoring": {"progress": False, "max_length": 256, "token_budget": 2048},
+    "training": {"batch_size": 4, "max_length": 256, "progress": False},
+    "cheap_eval": {"max_samples": 2, "progress": False},
+    "generation": {"max_new_tokens": 8, "batch_size": 8, "progress": False},
+    "study": {"methods": ["p3", "random"], "seeds": [0, 1]},
+}
+
+
+def latest(ws: Path, relative: str) -> Path:
+    versions = sorted((ws / relative).iterdir())
+    assert versions, f"no version of {relative}"
+    return versions[-1] / Path(relative).name
+
+
+@pytest.fixture(scope="module")
+def studied(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("study"), TINY)
+    run_pipeline(ws, "study")
+    return ws
+
+
+def test_report_has_a_row_per_method_with_intervals_and_compute(studied):
+    report = pd.read_csv(latest(studied, "data/08_reporting/study/report.csv"))
+    assert list(report["method"]) == ["p3", "random", "base"]
+    for column in (
+        "n_seeds",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "stderr_within",
+        "diff_vs_random",
+        "diff_vs_random_ci_low",
+        "samples_trained",
+        "score_flops",
+        "train_flops",
+        "generation_flops",
+        "total_flops",
+        "train_seconds",
+    ):
+        assert column in report, column
+    rows = report.set_index("method")
+    assert rows.loc["p3", "n_seeds"] == 2 and rows.loc["base", "n_seeds"] == 1
+    assert np.isfinite(rows.loc["p3", ["ci_low", "ci_high"]].astype(float)).all()
+    assert rows.loc["p3", "samples_trained"] == rows.loc["random", "samples_trained"] == 8
+    assert rows.loc["p3", "score_flops"] > 0 and rows.loc["random", "score_flops"] == 0
+    assert rows.loc["random", "diff_vs_random"] == 0
+    assert any(c.startswith("accuracy/") for c in report.columns)
+    for plot in ("accuracy", "compute", "difficulty_by_level"):
+        assert latest(studied, f"data/08_reporting/study/{plot}.png").stat().st_size > 1000
+
+
+def test_seeds_live_in_their_own_namespaces(studied):
+    results = pd.read_csv(latest(studied, "data/08_reporting/study/results.csv"))
+    assert sorted(zip(results["method"], results["seed"].fillna(-1), strict=True)) == [
+        ("base", -1),
+        ("p3", 0),
+        ("p3", 1),
+        ("random", 0),
+        ("random", 1),
+    ]
+    a = pd.read_parquet(latest(studied, "data/05_model_input/p3.seed_0/round_1/selection.parquet"))
+    b = pd.read_parquet(latest(studied, "data/05_model_input/p3.seed_1/round_1/selection.parquet"))
+    assert len(a) == len(b) == 4
+
+
+def _finals(accuracies: dict[str, list[float]]):
+    finals = {
+        (m, s): {"accuracy": acc, "accuracy_stderr": 0.01, "n_eval": 128}
+        for m, values in accuracies.items()
+        for s, acc in enumerate(values)
+    }
+    rounds = {
+        key: [{"round": 1, "selected": 10, "train_params": 1000, "train_lora_params": 10}]
+        for key in finals
+    }
+    return results_table(finals, rounds)
+
+
+def test_intervals_shrink_with_more_seeds():
+    # the same spread at every size (0.25, 0.35, 0.30 repeated): only n changes
+    draws = {m: [0.25, 0.35, 0.30] * 4 for m in ("p3", "random")}
+    widths = []
+    for n in (3, 6, 12):
+        table = study_table(_finals({m: v[:n] for m, v in draws.items()})).set_index("method")
+        widths.append(float(table.loc["p3", "ci_high"] - table.loc["p3", "ci_low"]))
+    assert widths[0] > widths[1] > widths[2] > 0
