@@ -200,6 +200,17 @@ class DataParams(Block):
 
 
 # --------------------------------------------------------------------------------- a round
+class RayParams(Block):
+    address: str | None = None
+    num_workers: PositiveInt | None = None
+    num_gpus_per_worker: Annotated[Number, Field(ge=0)] | None = None
+    num_cpus_per_worker: Annotated[Number, Field(gt=0)] | None = None
+    threads_per_worker: PositiveInt | None = None
+    batch_rows: PositiveInt | None = None
+    num_cpus: PositiveInt | None = None
+    object_store_memory: PositiveInt | None = None
+
+
 class ScoringParams(Block):
     segmenter: str | None = None
     pattern: str | None = Field(default=None, validate_default=True)
@@ -215,6 +226,8 @@ class ScoringParams(Block):
     progress: StrictBool | None = None
     # score only a seeded random subset of the pool each round: a count, or a fraction in (0, 1]
     candidates: PositiveInt | Fraction01 | None = None
+    backend: Literal["local", "ray"] | None = None
+    ray: RayParams | None = None
 
     @field_validator("segmenter")
     @classmethod
@@ -302,6 +315,9 @@ class TrainingParams(Block):
     system: str | None = None
     output_dir: str | None = None
     progress: StrictBool | None = None
+    launcher: Literal["local", "torchrun", "accelerate"] | None = None
+    nproc_per_node: PositiveInt | None = None
+    launcher_args: list[str] | None = None
 
     @field_validator("lr_scheduler")
     @classmethod
@@ -356,6 +372,8 @@ class GenerationParams(Block):
     grade_options: dict[str, Any] | None = None
     grader: GraderParams | None = None
     progress: StrictBool | None = None
+    backend: Literal["local", "ray"] | None = None
+    ray: RayParams | None = None
 
 
 # ----------------------------------------------------------------------------------- sweep

@@ -9,6 +9,7 @@ import pandas as pd
 from p3_pruning.adapters import LoraAdapter
 from p3_pruning.chat import DEFAULT_SYSTEM, prompt_text
 from p3_pruning.evaluation import evaluate_generation
+from p3_pruning.models import load_model
 from p3_pruning.pipelines.rounds.nodes import policy_model
 
 
@@ -21,11 +22,21 @@ def final_evaluate(
     method: str,
 ):
     """Generate on the eval set with the final adapter (or the base model) and grade every answer."""
-    model, tokenizer = policy_model(model_params, adapter, merge=True)
+    options = {k: v for k, v in generation.items() if k not in ("backend", "ray")}
     start = time.perf_counter()
-    per_sample, summary = evaluate_generation(model, tokenizer, eval_set, **generation)
+    if generation["backend"] == "ray":  # one merged replica per Ray worker, same grader per block
+        from p3_pruning.distributed.ray_engine import evaluate_generation_on_ray
+
+        per_sample, summary = evaluate_generation_on_ray(
+            model_params, adapter, eval_set, ray=generation["ray"], **options
+        )
+        tokenizer = load_model(**model_params)[1]
+    else:
+        model, tokenizer = policy_model(model_params, adapter, merge=True)
+        start = time.perf_counter()
+        per_sample, summary = evaluate_generation(model, tokenizer, eval_set, **options)
     seconds = time.perf_counter() - start
-    prompt_tokens, new_tokens = generation_tokens(tokenizer, eval_set, per_sample, generation)
+    prompt_tokens, new_tokens = generation_tokens(tokenizer, eval_set, per_sample, options)
     overall = summary.loc[summary["scope"] == "all"].iloc[0]
     metrics = {
         "method": method,

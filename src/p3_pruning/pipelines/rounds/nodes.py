@@ -41,7 +41,7 @@ def policy_model(model_params: dict, adapter: LoraAdapter | None = None, *, merg
 
 
 # keys of the scoring block that the node handles itself (the rest go to score_samples)
-NODE_SCORING_KEYS = ("candidates",)
+NODE_SCORING_KEYS = ("candidates", "backend", "ray")
 NOT_CANDIDATE = "not_candidate"  # status of pool rows left out by scoring.candidates
 
 
@@ -64,9 +64,17 @@ def score(
     chosen = candidate_rows(
         len(pool), scoring.get("candidates"), seed=seed, round_index=round_index
     )
-    model, tokenizer = policy_model(model_params, adapter, merge=True)
     start = time.perf_counter()
-    scores, embeddings = score_samples(model, tokenizer, pool.iloc[chosen], **options)
+    if scoring["backend"] == "ray":  # one merged replica per Ray worker, same scorer per block
+        from p3_pruning.distributed.ray_engine import score_on_ray
+
+        scores, embeddings = score_on_ray(
+            model_params, adapter, pool.iloc[chosen], ray=scoring["ray"], **options
+        )
+    else:
+        model, tokenizer = policy_model(model_params, adapter, merge=True)
+        start = time.perf_counter()
+        scores, embeddings = score_samples(model, tokenizer, pool.iloc[chosen], **options)
     seconds = time.perf_counter() - start
     if len(chosen) < len(pool):
         scores, embeddings = _widen(scores, embeddings, pool, chosen)
@@ -196,6 +204,13 @@ def pick_unscored(
     )
 
 
+LAUNCH_KEYS = (
+    "launcher",
+    "nproc_per_node",
+    "launcher_args",
+)  # how to run train_round, not its options
+
+
 def finetune(
     pool: pd.DataFrame,
     chosen: pd.DataFrame,
@@ -212,9 +227,24 @@ def finetune(
             f"selection names {len(missing)} sample_id(s) not in the train pool, e.g. {sorted(missing)[:3]}"
         )
     batch = pool.set_index("sample_id").loc[chosen["sample_id"]].reset_index()
-    new_adapter, metrics = train_round(
-        model, tokenizer, batch, adapter=adapter, seed=seed, **training
-    )
+    options = {k: v for k, v in training.items() if k not in LAUNCH_KEYS}
+    if training["launcher"] == "local":
+        new_adapter, metrics = train_round(
+            model, tokenizer, batch, adapter=adapter, seed=seed, **options
+        )
+    else:  # DDP processes under torchrun / accelerate; rank 0 writes the adapter, loaded back here
+        from p3_pruning.distributed.launch import train_launched
+
+        new_adapter, metrics = train_launched(
+            model_params,
+            batch,
+            adapter=adapter,
+            seed=seed,
+            launcher=training["launcher"],
+            nproc_per_node=training["nproc_per_node"],
+            launcher_args=training.get("launcher_args"),
+            **options,
+        )
     info = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in metrics.items()}
     counts = count_parameters(model, new_adapter)  # for compute accounting
     info.update(train_params=counts["matmul"], train_lora_params=counts["trainable"])

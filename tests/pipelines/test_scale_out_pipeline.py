@@ -1,0 +1,50 @@
+"""The p3 pipeline with scoring on a local Ray cluster gives the local run's scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
+
+pytest.importorskip("ray")  # the `ray` extra, which scripts/setup.sh installs
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "seed": 4,
+    "rounds": 1,
+    "budget": 4,
+    "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
+    "data": {"default": {"n": 20, "seed": 3}, "split": {"eval_size": 4}},
+    "scoring": {"progress": False, "max_length": 256, "token_budget": 2048},
+    "training": {"batch_size": 4, "max_length": 256, "progress": False},
+    "cheap_eval": {"max_samples": 2, "progress": False},
+}
+RAY = {"address": None, "num_workers": 2, "num_gpus_per_worker": 0, "batch_rows": 6, "num_cpus": 2}
+
+
+def latest(ws: Path, relative: str) -> Path:
+    return sorted((ws / relative).iterdir())[-1] / Path(relative).name
+
+
+def test_ray_backend_scores_equal_the_local_backend(tmp_path):
+    local = make_workspace(tmp_path / "local", TINY)
+    run_pipeline(local, "p3")
+    spread = make_workspace(
+        tmp_path / "ray", {**TINY, "scoring": {**TINY["scoring"], "backend": "ray", "ray": RAY}}
+    )
+    run_pipeline(spread, "p3")
+    rel = "data/04_feature/p3/round_1/scores.parquet"
+    a, b = pd.read_parquet(latest(local, rel)), pd.read_parquet(latest(spread, rel))
+    assert list(a["sample_id"]) == list(b["sample_id"])
+    assert list(a["status"]) == list(b["status"])
+    np.testing.assert_allclose(a["difficulty"], b["difficulty"], atol=1e-6, rtol=0)
+    rel = "data/04_feature/p3/round_1/embeddings.npy"
+    np.testing.assert_allclose(np.load(latest(local, rel)), np.load(latest(spread, rel)), atol=1e-5)
+    sel = "data/05_model_input/p3/round_1/selection.parquet"
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(latest(local, sel)), pd.read_parquet(latest(spread, sel))
+    )
