@@ -1,8 +1,8 @@
 """Selection strategies: P3 and every baseline, as pure functions of one round's scores.
 
 Kedro-free. ``select(method, scores, embeddings, *, round_index, rounds, budget, seed, **options)``
-returns the selection table of DESIGN.md; ``run_strategy`` (same arguments) also returns an info dict
-of plain numbers for logging.
+returns the selection table of the data contract (docs/method.md); ``run_strategy`` (same arguments)
+also returns an info dict of plain numbers for logging.
 
 Methods (k = the round budget; "eligible" = :func:`p3_pruning.pacing.eligible`):
 
@@ -27,9 +27,9 @@ nearest integer, at least 1). If fewer candidates than k exist, all of them are 
 logged and the shortfall is recorded in the info.
 
 DPP features: z-score each embedding column over the candidate set, then L2-normalise the rows
-(DESIGN.md), float32. If greedy MAP stops before k (only with ``ridge=0``: plain greedy MAP ends at
-rank(F) ≤ d) the DPP is rerun on the remaining candidates until k are picked, as the authors do;
-``dpp_passes`` counts the runs and ``dpp_log_det`` is the log det of the first run's picks.
+(docs/method.md, step 3), float32. If greedy MAP stops before k (only with ``ridge=0``: plain greedy
+MAP ends at rank(F) ≤ d) the DPP is rerun on the remaining candidates until k are picked, as the
+authors do; ``dpp_passes`` counts the runs and ``dpp_log_det`` is the log det of the first run's picks.
 
 Options (all optional; a method ignores those it does not use): ``start``, ``end``, ``schedule``,
 ``power`` (pacing; curriculum uses ``start`` only), ``alpha`` and ``previous`` (trend term;

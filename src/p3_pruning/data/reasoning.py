@@ -9,7 +9,8 @@ task × level, and writes each reference response one step per line, ending with
   ``Answer: 1081``.
 
 Every step is re-evaluated and the result compared with the generator's answer; a mismatch raises.
-The levels are those of the pilot in FACTS.md, where SmolLM2-135M learns both tasks on CPU.
+Three levels per task, from short easy sums to long multi-digit ones (docs/method.md, offline default
+data); ``benchmarks/bench_train_eval.py`` prints what one LoRA round gains on them.
 """
 
 from __future__ import annotations
