@@ -33,6 +33,7 @@ from pydantic import (
 
 from p3_pruning import dpp, pacing, scoring, segment
 from p3_pruning.data import SOURCES
+from p3_pruning.data.sources import _looks_like_hub_id as looks_like_hub_dataset
 from p3_pruning.models import SMOLLM2, TINY
 
 PACKAGED_MODELS = (SMOLLM2, TINY)
@@ -152,6 +153,8 @@ class SplitParams(Block):
     eval_size: PositiveInt | Annotated[float, Field(gt=0, lt=1)]
     seed: NonNegativeInt
     stratify: list[str] | None = None
+    max_train: PositiveInt | None = None
+    max_eval: PositiveInt | None = None
 
 
 class DataParams(Block):
@@ -182,7 +185,7 @@ class DataParams(Block):
             return value
         if Path(value).expanduser().exists():
             return value
-        if not HUB_ID.match(value):
+        if not looks_like_hub_dataset(value):
             raise ValueError("expected an existing file (paths are relative to the project)")
         if _offline():
             raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from p3_pruning.data import (
@@ -68,17 +69,28 @@ def validate(
 def split(
     samples: pd.DataFrame, eval_samples: pd.DataFrame, split_options: dict
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(train_pool, eval_set)``: the given eval file's samples when there are any, else a seeded split."""
+    """``(train_pool, eval_set)``: the given eval file's samples when there are any, else a seeded
+    split; then at most ``max_train`` / ``max_eval`` rows of each (seeded, original order kept)."""
+    options = {k: v for k, v in split_options.items() if k not in ("max_train", "max_eval")}
     if eval_samples.empty:
-        return split_samples(samples, **split_options)
-    overlap = set(samples["prompt"]) & set(eval_samples["prompt"])
-    if overlap:
-        log.warning(
-            "%d eval prompt(s) also appear in the training file (possible leakage)", len(overlap)
-        )
-    log.info(
-        "train pool %d samples, eval set %d samples from the eval file",
-        len(samples),
-        len(eval_samples),
-    )
-    return samples, eval_samples
+        train, evals = split_samples(samples, **options)
+    else:
+        overlap = set(samples["prompt"]) & set(eval_samples["prompt"])
+        if overlap:
+            log.warning(
+                "%d eval prompt(s) also appear in the training file (possible leakage)",
+                len(overlap),
+            )
+        train, evals = samples, eval_samples
+    train = _at_most(train, split_options.get("max_train"), split_options["seed"])
+    evals = _at_most(evals, split_options.get("max_eval"), split_options["seed"] + 1)
+    log.info("train pool %d samples, eval set %d samples", len(train), len(evals))
+    return train, evals
+
+
+def _at_most(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """A seeded random subset of ``limit`` rows in their original order (all rows when None)."""
+    if limit is None or len(frame) <= limit:
+        return frame
+    keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
+    return frame.iloc[keep].reset_index(drop=True)
