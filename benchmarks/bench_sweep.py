@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from p3_pruning import strategies
+from p3_pruning import pacing, strategies
 from p3_pruning.sweep import schedule_sweep, sweep
 
 PERCENTILES = [45, 60, 75, 90]
@@ -32,7 +32,7 @@ SCHEDULES = {
     "root": {"schedule": "root", "power": 2},
 }
 RUN = {"round_index": 0, "rounds": 3, "seed": 0}
-PACING = {"start": 45, "end": 95, "schedule": "linear"}
+PACING = {"start": pacing.PAPER_START, "end": pacing.PAPER_END, "schedule": "linear"}
 
 
 def cached_round(n: int, d: int, seed: int = 0):

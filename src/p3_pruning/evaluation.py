@@ -29,8 +29,16 @@ from p3_pruning.graders import (  # noqa: F401 (public)
     grade_detail,
     make_grader,
 )
+from p3_pruning.training import MAX_LENGTH
 
 log = logging.getLogger(__name__)
+
+# Library defaults; a Kedro run passes its own (conf/base/parameters_evaluate.yml, cheap_eval in
+# parameters_rounds.yml). Generation: room for a GSM8K-length solution; finished rows leave the
+# batch, so a large batch costs what its rows need. NLL: sequences are cut where training cuts them.
+MAX_NEW_TOKENS = 256
+GENERATION_BATCH = 64
+NLL_BATCH = 8
 
 
 def _progress(iterable, *, enabled: bool, **kwargs):
@@ -188,8 +196,8 @@ def generate(
     tokenizer,
     samples: pd.DataFrame,
     *,
-    max_new_tokens: int = 256,
-    batch_size: int = 64,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    batch_size: int = GENERATION_BATCH,
     system: str | None = DEFAULT_SYSTEM,
     stop_at_answer: bool = True,
     merge_lora: bool = False,
@@ -311,8 +319,8 @@ def evaluate_generation(
     tokenizer,
     samples: pd.DataFrame,
     *,
-    max_new_tokens: int = 256,
-    batch_size: int = 64,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    batch_size: int = GENERATION_BATCH,
     system: str | None = DEFAULT_SYSTEM,
     stop_at_answer: bool = True,
     merge_lora: bool = False,
@@ -404,8 +412,8 @@ def response_nll(
     tokenizer,
     samples: pd.DataFrame,
     *,
-    batch_size: int = 8,
-    max_length: int = 512,
+    batch_size: int = NLL_BATCH,
+    max_length: int = MAX_LENGTH,
     system: str | None = DEFAULT_SYSTEM,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -455,8 +463,8 @@ def cheap_eval(
     tokenizer,
     samples: pd.DataFrame,
     *,
-    batch_size: int = 8,
-    max_length: int = 512,
+    batch_size: int = NLL_BATCH,
+    max_length: int = MAX_LENGTH,
     system: str | None = DEFAULT_SYSTEM,
     difficulty: bool = True,
     scoring_options: dict | None = None,

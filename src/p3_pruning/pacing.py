@@ -23,6 +23,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("linear", "geometric", "root")
+# The paper's pacing: P_e grows linearly from the 45th toward the 95th percentile.
+PAPER_START = 45.0
+PAPER_END = 95.0
 
 
 def _check_round(round_index: int, rounds: int) -> None:
@@ -42,8 +45,8 @@ def percentile(
     round_index: int,
     rounds: int,
     *,
-    start: float = 45.0,
-    end: float = 95.0,
+    start: float = PAPER_START,
+    end: float = PAPER_END,
     schedule: str = "linear",
     power: float = 2.0,
 ) -> float:
@@ -102,8 +105,8 @@ def eligible(
     round_index: int,
     rounds: int,
     *,
-    start: float = 45.0,
-    end: float = 95.0,
+    start: float = PAPER_START,
+    end: float = PAPER_END,
     schedule: str = "linear",
     power: float = 2.0,
     previous=None,

@@ -66,6 +66,7 @@ from p3_pruning.segment import Span, get_segmenter
 
 log = logging.getLogger(__name__)
 
+# Library default; a Kedro run passes scoring.max_length (conf/base/parameters_rounds.yml).
 MAX_LENGTH = 1024
 # Padded tokens per scoring batch when not given. On CPU small batches keep the activations in cache:
 # SmolLM2-135M on 2 cores, 60 GSM samples (~214 tokens): 256 → 326 tok/s, 768 → 389, 1024 → 361-399,

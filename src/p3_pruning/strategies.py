@@ -72,8 +72,8 @@ SCORING_REGIME = {
 _NEEDS_EMBEDDINGS = ("p3", "static", "dpp")
 # option name -> default; a config block may carry all of them, each method uses those it needs
 OPTION_DEFAULTS = {
-    "start": 45.0,
-    "end": 95.0,
+    "start": pacing.PAPER_START,
+    "end": pacing.PAPER_END,
     "schedule": "linear",
     "power": 2.0,
     "alpha": 0.0,
@@ -320,7 +320,9 @@ def _check_eligible(eligible, ids: np.ndarray, method: str) -> np.ndarray:
     return eligible["eligible"].to_numpy(dtype=bool)
 
 
-def curriculum_percentile(round_index: int, rounds: int, *, start: float = 45.0) -> float:
+def curriculum_percentile(
+    round_index: int, rounds: int, *, start: float = pacing.PAPER_START
+) -> float:
     """Window W_e (percent of the easiest samples) of the curriculum baseline: start → 100."""
     pacing.percentile(round_index, rounds, start=start, end=100.0)  # validates arguments
     if rounds == 1:

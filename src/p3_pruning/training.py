@@ -27,6 +27,15 @@ from p3_pruning.chat import DEFAULT_SYSTEM, encode_conversation, encode_pair
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+# Library defaults; a Kedro run passes its own (conf/base/parameters_rounds.yml, training block).
+MAX_LENGTH = 512  # tokens per training sequence (prompt + response), longer ones are cut
+LORA_DEFAULTS = {
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": None,
+    "bias": "none",
+}
 # Parameter-file spellings → peft's LoraConfig names.
 _LORA_ALIASES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
 
@@ -59,12 +68,12 @@ def linear_target_modules(model) -> list[str]:
 def lora_config(model, lora: dict | None = None):
     """A ``peft.LoraConfig`` from a parameters dict.
 
-    Keys: ``r`` (16), ``alpha``/``lora_alpha`` (32), ``dropout``/``lora_dropout`` (0.05),
-    ``target_modules`` (None → every linear layer but the head), plus any other ``LoraConfig`` field.
+    Keys: ``r``, ``alpha``/``lora_alpha``, ``dropout``/``lora_dropout``, ``target_modules`` (None →
+    every linear layer but the head), plus any other ``LoraConfig`` field; defaults ``LORA_DEFAULTS``.
     """
     from peft import LoraConfig
 
-    opts = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": None, "bias": "none"}
+    opts = dict(LORA_DEFAULTS)
     known = {f.name for f in dataclasses.fields(LoraConfig)}
     for key, value in (lora or {}).items():
         key = _LORA_ALIASES.get(key, key)
@@ -109,7 +118,7 @@ def build_features(
     tokenizer,
     samples: pd.DataFrame,
     *,
-    max_length: int = 512,
+    max_length: int = MAX_LENGTH,
     loss_on: str = "response",
     system: str | None = DEFAULT_SYSTEM,
 ) -> list[dict]:
@@ -284,7 +293,7 @@ def train_round(
     epochs: int = 1,
     batch_size: int = 8,
     grad_accum: int = 1,
-    max_length: int = 512,
+    max_length: int = MAX_LENGTH,
     loss_on: str = "response",
     lr_scheduler: str = "cosine",
     warmup_ratio: float = 0.1,
@@ -309,6 +318,9 @@ def train_round(
     metrics: ``train_loss`` (mean), ``loss_curve`` (loss per optimizer step), ``n_samples``, ``n_tokens``
     (target tokens trained on, all epochs), ``n_truncated``, ``n_skipped`` (no target token left after
     truncation), ``steps``, ``seconds``.
+
+    The defaults are for library use; a Kedro run passes the ``training`` block of
+    ``conf/base/parameters_rounds.yml``.
     """
     from peft import PeftModel, get_peft_model
     from transformers import Trainer, TrainingArguments, set_seed

@@ -13,7 +13,7 @@ from p3_pruning.strategies import METHODS
 from . import nodes
 
 
-def report_pipeline(methods=METHODS, rounds: int = 3) -> Pipeline:
+def report_pipeline(methods, rounds: int) -> Pipeline:
     inputs = {f"{m}__final": f"{m}.final.metrics" for m in (*methods, BASE)}
     for m in methods:
         for e in range(rounds):
@@ -33,7 +33,7 @@ def report_pipeline(methods=METHODS, rounds: int = 3) -> Pipeline:
     )
 
 
-def create_pipeline(methods=METHODS, rounds: int = 3, **kwargs) -> Pipeline:
+def create_pipeline(methods=METHODS, *, rounds: int, **kwargs) -> Pipeline:
     parts = [rounds_pipeline(m, rounds) for m in methods]
     parts += [final_pipeline(m, rounds) for m in (*methods, BASE)]
     parts.append(report_pipeline(methods, rounds))

@@ -40,9 +40,7 @@ def final_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipelin
     )
 
 
-def create_pipeline(
-    methods=("p3",), rounds: int = 3, include_base: bool = True, **kwargs
-) -> Pipeline:
+def create_pipeline(methods, rounds: int, include_base: bool = True, **kwargs) -> Pipeline:
     """Final evaluation of ``methods`` (and of the base model as the reference)."""
     targets = [*methods, BASE] if include_base else list(methods)
     return sum((final_pipeline(m, rounds) for m in targets), Pipeline([]))

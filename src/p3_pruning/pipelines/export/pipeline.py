@@ -11,7 +11,7 @@ from p3_pruning.pipelines.common import bind
 from . import nodes
 
 
-def create_pipeline(methods: Iterable[str] = ("p3",), rounds: int = 3, **kwargs) -> Pipeline:
+def create_pipeline(methods: Iterable[str], rounds: int, **kwargs) -> Pipeline:
     """One export node per method and round, reading ``<method>.round_<e>.selection``."""
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")

@@ -215,7 +215,7 @@ def round_pipeline(method: str, round_index: int, rounds: int, seed: int | None 
     )
 
 
-def create_pipeline(method: str = "p3", rounds: int = 3, seed: int | None = None) -> Pipeline:
+def create_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipeline:
     """All ``rounds`` rounds of ``method``, chained through their adapters."""
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")

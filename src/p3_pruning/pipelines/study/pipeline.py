@@ -51,7 +51,7 @@ def report_pipeline(methods, seeds, rounds: int) -> Pipeline:
     )
 
 
-def create_pipeline(methods=("p3", "random"), seeds=(0, 1, 2), rounds: int = 3) -> Pipeline:
+def create_pipeline(methods, seeds, *, rounds: int) -> Pipeline:
     methods, seeds = list(methods), [int(s) for s in seeds]
     if not methods or not seeds:
         raise ValueError("study.methods and study.seeds must each name at least one entry")
