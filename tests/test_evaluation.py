@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from p3_pruning.evaluation import (
-    AnswerStop,
     cheap_eval,
     evaluate_generation,
     generate,
@@ -19,6 +18,7 @@ from p3_pruning.evaluation import (
     summarize,
 )
 from p3_pruning.models import load_model, tiny_model
+from p3_pruning.scoring import score_samples
 from p3_pruning.training import build_features
 
 torch.set_num_threads(2)
@@ -175,21 +175,6 @@ def test_generation_stops_at_the_answer_line(tiny):
     assert len(calls) == 20 and free[0].startswith("Answer: 7\nAnswer: 7\nAnswer")
 
 
-def test_stop_criterion_is_per_sequence(tiny):
-    tokenizer = tiny[1]
-    rows = [
-        tokenizer("Q\nAnswer: 5\n", add_special_tokens=False)["input_ids"],
-        tokenizer("Q\nstep 1\nstep", add_special_tokens=False)["input_ids"],
-    ]
-    width = max(map(len, rows))
-    ids = torch.full((2, width), tokenizer.pad_token_id)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = torch.tensor(r)  # left padded, as in generation
-    prompt = len(tokenizer("Q\n", add_special_tokens=False)["input_ids"])
-    stop = AnswerStop(tokenizer, prompt_width=width - len(rows[0]) + prompt)
-    assert stop(ids, None).tolist() == [True, False]
-
-
 def test_evaluate_generation_tables(tiny):
     tokenizer = tiny[1]
     model = echo_model(tokenizer, "Answer: 7\n")
@@ -269,10 +254,6 @@ def test_cheap_eval(tiny):
 
 
 def test_cheap_eval_difficulty(tiny):
-    try:
-        from p3_pruning.scoring import score_samples
-    except ImportError as exc:  # pragma: no cover - the scoring module is written in parallel
-        pytest.skip(f"p3_pruning.scoring.score_samples not available yet: {exc}")
     model, tokenizer = tiny
     samples = _samples(3, response=["7", "2 + 6 = 8\nAnswer: 8", "Answer: 2"])
     m = cheap_eval(model, tokenizer, samples, system=SYSTEM, progress=False)

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from p3_pruning.pacing import eligible, percentile, soft_weights, trend_adjusted
+from p3_pruning.pacing import eligible, percentile, trend_adjusted
 
 
 @pytest.mark.parametrize("rounds", [1, 2, 3, 5, 10])
@@ -107,10 +107,3 @@ def test_bad_difficulty_is_rejected():
         eligible(np.array([0.1, -np.inf]), 0, 1)
     with pytest.raises(ValueError, match="previous"):
         trend_adjusted(np.zeros(3), np.zeros(2), alpha=1.0)
-
-
-def test_soft_weights():
-    d = np.array([0.0, 0.1, 0.2, 0.4, np.inf])
-    np.testing.assert_allclose(soft_weights(d, 0.2, scheme="linear"), [1.0, 0.5, 0.0, 0.0, 0.0])
-    np.testing.assert_array_equal(soft_weights(d, 0.2, scheme="hard"), [1, 1, 1, 0, 0])
-    assert not soft_weights(d, math.nan).any()

@@ -56,25 +56,6 @@ def _model_device(model) -> torch.device:
 # ----------------------------------------------------------------------------------------------
 # Generation
 # ----------------------------------------------------------------------------------------------
-class AnswerStop:
-    """Per-sequence stopping criterion (HF ``StoppingCriteria`` protocol): a row is done once its new
-    text holds a complete final answer (``Answer: ...\\n``, ``#### ...\\n`` or a closed ``\\boxed{}``).
-    Returns a (batch,) bool tensor. :func:`greedy_decode` applies the same rule row by row."""
-
-    def __init__(self, tokenizer, prompt_width: int):
-        self.tokenizer = tokenizer
-        self.prompt_width = prompt_width
-        self.done: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
-        if self.done is None:
-            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        for i in range(input_ids.shape[0]):
-            if not self.done[i] and answer_complete(
-                self.tokenizer, input_ids[i, self.prompt_width :].tolist()
-            ):
-                self.done[i] = True
-        return self.done.clone()
 
 
 def answer_complete(tokenizer, new_ids: list[int]) -> bool:

@@ -127,23 +127,3 @@ def eligible(
         return np.zeros(d.shape, dtype=bool), math.nan
     threshold = float(np.percentile(d[finite], p))
     return finite & (d <= threshold), threshold
-
-
-def soft_weights(difficulty, threshold: float, *, scheme: str = "linear") -> np.ndarray:
-    """Self-paced sample weights in [0, 1], shape (n,).
-
-    ``hard``: 1 where d ≤ τ else 0 (the mask of :func:`eligible`). ``linear`` (Jiang et al. 2014
-    linear soft weighting): w = 1 − d/τ for d < τ, else 0 — easier samples weigh more. +inf → 0;
-    a NaN or non-positive τ gives all zeros for ``linear``.
-    """
-    d = as_difficulty(difficulty, "difficulty")
-    if scheme == "hard":
-        return (np.isfinite(d) & (d <= threshold)).astype(np.float64)
-    if scheme == "linear":
-        if not threshold > 0:
-            return np.zeros_like(d)
-        with np.errstate(invalid="ignore"):
-            w = 1.0 - d / threshold
-        w[~np.isfinite(d)] = 0.0
-        return np.clip(w, 0.0, 1.0)
-    raise ValueError(f"unknown soft weight scheme {scheme!r}; expected 'hard' or 'linear'")
