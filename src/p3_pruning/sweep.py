@@ -29,14 +29,13 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from p3_pruning import strategies
 
-from p3_pruning import strategies  # noqa: E402
+plt.switch_backend("Agg")  # plots are written to files; no display
 
 log = logging.getLogger(__name__)
 

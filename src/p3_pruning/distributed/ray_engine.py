@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from p3_pruning.adapters import LoraAdapter
-from p3_pruning.models import load_model
+from p3_pruning.models import policy_model
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +108,9 @@ def ray_cluster(ray: dict | None = None) -> Iterator:
 
 
 def load_policy(model_params: dict, adapter: LoraAdapter | None = None):
-    """``(model, tokenizer)`` for inference: the base model fresh from ``load_model(**model_params)``
-    with ``adapter`` merged into its weights (a plain model; not merged on a 4-bit base), eval mode."""
-    model, tokenizer = load_model(**model_params)
-    if adapter is not None:
-        model = adapter.apply(model, trainable=False)
-        if not getattr(model.get_base_model(), "is_loaded_in_4bit", False):
-            model = model.merge_and_unload()
-    model.eval()
-    return model, tokenizer
+    """``(model, tokenizer)`` for inference on a worker: ``models.policy_model`` with the adapter
+    merged into the fresh base weights (a plain model; not merged on a 4-bit base), eval mode."""
+    return policy_model(model_params, adapter, merge=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+plt.switch_backend("Agg")  # plots are written to files; no display
 
 
 def _num(value) -> float:

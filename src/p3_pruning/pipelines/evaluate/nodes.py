@@ -9,8 +9,7 @@ import pandas as pd
 from p3_pruning.adapters import LoraAdapter
 from p3_pruning.chat import DEFAULT_SYSTEM, prompt_text
 from p3_pruning.evaluation import evaluate_generation
-from p3_pruning.models import load_model
-from p3_pruning.pipelines.rounds.nodes import policy_model
+from p3_pruning.models import load_model, policy_model
 
 
 def final_evaluate(

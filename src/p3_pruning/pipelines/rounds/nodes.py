@@ -5,39 +5,21 @@ from __future__ import annotations
 import logging
 import time
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from p3_pruning import strategies
+from p3_pruning.adapters import LoraAdapter
+from p3_pruning.compute import count_parameters
+from p3_pruning.evaluation import cheap_eval
+from p3_pruning.models import load_model, policy_model
+from p3_pruning.scoring import score_samples
+from p3_pruning.stats import difficulty_level_spearman
+from p3_pruning.training import train_round
 
-from p3_pruning import strategies  # noqa: E402
-from p3_pruning.adapters import LoraAdapter  # noqa: E402
-from p3_pruning.compute import count_parameters  # noqa: E402
-from p3_pruning.evaluation import cheap_eval  # noqa: E402
-from p3_pruning.models import load_model  # noqa: E402
-from p3_pruning.scoring import score_samples  # noqa: E402
-from p3_pruning.stats import difficulty_level_spearman  # noqa: E402
-from p3_pruning.training import train_round  # noqa: E402
-
+plt.switch_backend("Agg")  # plots are written to files; no display
 log = logging.getLogger(__name__)
-
-
-def policy_model(model_params: dict, adapter: LoraAdapter | None = None, *, merge: bool = False):
-    """Base model (fresh from disk: peft edits modules in place) with ``adapter`` applied, if any.
-
-    ``merge``: fold the adapter into the fresh weights (a plain model, for nodes that only run
-    forward passes): same outputs up to float rounding (~1e-6 on difficulties), and ~11 % faster
-    scoring on CPU than through the unmerged LoRA layers.
-    """
-    model, tokenizer = load_model(**model_params)
-    if adapter is not None:
-        model = adapter.apply(model, trainable=False)
-        if merge and not getattr(model.get_base_model(), "is_loaded_in_4bit", False):
-            model = model.merge_and_unload()
-    model.eval()
-    return model, tokenizer
 
 
 # keys of the scoring block that the node handles itself (the rest go to score_samples)
