@@ -525,27 +525,61 @@ def score_samples(
         when ``samples`` has a ``messages`` column (module doc);
         ``embeddings``: (n, d) float32, zeros for failed rows.
     """
-    missing = [c for c in ("sample_id", "prompt", "response") if c not in samples.columns]
-    if missing:
-        raise ValueError(f"samples table lacks column(s) {missing}; found {list(samples.columns)}")
-    if embed not in EMBEDS:
-        raise ValueError(f"unknown embed {embed!r}; expected one of {EMBEDS}")
+    _check_options(samples, embed, token_budget, chunk_tokens, vocab_chunk)
     if token_budget is None:
         token_budget = default_token_budget(model)
-    for name, value in (("token_budget", token_budget), ("chunk_tokens", chunk_tokens)):
-        if int(value) < 1:
-            raise ValueError(f"{name} must be ≥ 1, got {value}")
-    if vocab_chunk is not None and int(vocab_chunk) < 1:
-        raise ValueError(f"vocab_chunk must be ≥ 1 or None, got {vocab_chunk}")
-    split = get_segmenter(segmenter, pattern=pattern)
     opts = dict(
         embed=embed,
         chunk_tokens=int(chunk_tokens),
         vocab_chunk=vocab_chunk,
         n_prompt_probs=int(n_prompt_probs),
     )
+    split = get_segmenter(segmenter, pattern=pattern)
+    rows, encoded = _encode_rows(tokenizer, samples, split, system=system, max_length=max_length)
+    results = _score_encoded(
+        model,
+        tokenizer,
+        encoded,
+        rows,
+        opts,
+        token_budget=int(token_budget),
+        autocast=autocast,
+        prefix_cache=prefix_cache,
+        progress=progress,
+    )
+    scores, embeddings = _assemble(
+        model, rows, encoded, results, opts, turned="messages" in samples.columns
+    )
+    counts = Counter(scores["status"])
+    n = len(scores)
+    log.info(
+        "Scored %d samples: %s; %d truncated to max_length=%s",
+        n,
+        dict(counts),
+        int(scores["truncated"].sum()),
+        max_length,
+    )
+    if n - counts.get("ok", 0):
+        log.warning("%d of %d samples could not be scored (difficulty +inf)", n - counts["ok"], n)
+    return scores, embeddings
 
-    n = len(samples)
+
+def _check_options(samples, embed, token_budget, chunk_tokens, vocab_chunk) -> None:
+    missing = [c for c in ("sample_id", "prompt", "response") if c not in samples.columns]
+    if missing:
+        raise ValueError(f"samples table lacks column(s) {missing}; found {list(samples.columns)}")
+    if embed not in EMBEDS:
+        raise ValueError(f"unknown embed {embed!r}; expected one of {EMBEDS}")
+    for name, value in (("token_budget", token_budget), ("chunk_tokens", chunk_tokens)):
+        if value is not None and int(value) < 1:  # token_budget None: the device default
+            raise ValueError(f"{name} must be ≥ 1, got {value}")
+    if vocab_chunk is not None and int(vocab_chunk) < 1:
+        raise ValueError(f"vocab_chunk must be ≥ 1 or None, got {vocab_chunk}")
+
+
+def _encode_rows(tokenizer, samples, split, *, system, max_length):
+    """``(rows, encoded)``: one scores row per sample (failed encodings already marked) and the
+    ``Encoded`` of every sample that can be fed, by row position."""
     rows = [
         dict(
             sample_id=sid,
@@ -559,8 +593,7 @@ def score_samples(
         )
         for sid in samples["sample_id"].tolist()
     ]
-    turned = "messages" in samples.columns
-    conversations = samples["messages"] if turned else [None] * n
+    conversations = samples["messages"] if "messages" in samples.columns else [None] * len(rows)
     encoded: dict[int, Encoded] = {}
     for i, (prompt, response, messages) in enumerate(
         zip(samples["prompt"], samples["response"], conversations, strict=True)
@@ -580,7 +613,13 @@ def score_samples(
             continue
         encoded[i] = enc
         rows[i].update(n_tokens=enc.n_tokens, truncated=enc.truncated)
+    return rows, encoded
 
+
+def _score_encoded(
+    model, tokenizer, encoded, rows, opts, *, token_budget, autocast, prefix_cache, progress
+) -> dict[int, tuple[list[float], np.ndarray]]:
+    """Action probabilities and embedding of every encoded sample, batched by length, in eval mode."""
     policy = _Policy(model, autocast)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
@@ -588,7 +627,6 @@ def score_samples(
         log.warning(
             "Tokenizer has no pad token; padding with id %d (padded positions are masked)", pad_id
         )
-    dim = None
     results: dict[int, tuple[list[float], np.ndarray]] = {}
     was_training = model.training
     model.eval()
@@ -601,7 +639,7 @@ def score_samples(
                 if prefix_cache and shared >= MIN_PREFIX:
                     policy.set_prefix(probe[:shared], probe)
             keys = list(encoded)
-            batches = length_batches([len(encoded[i].input_ids) for i in keys], int(token_budget))
+            batches = length_batches([len(encoded[i].input_ids) for i in keys], token_budget)
             bar = tqdm(total=len(keys), desc="scoring", unit="sample", disable=not progress)
             for batch in batches:
                 _run(policy, [keys[j] for j in batch], encoded, pad_id, opts, results, rows)
@@ -609,7 +647,12 @@ def score_samples(
             bar.close()
     finally:
         model.train(was_training)
+    return results
 
+
+def _assemble(model, rows, encoded, results, opts, *, turned: bool):
+    """The scores table (``SCORE_COLUMNS``, + ``turn_probs`` when ``turned``) and the embeddings."""
+    dim = None
     for i, (probs, emb) in results.items():
         dim = len(emb)
         if not all(np.isfinite(probs)):
@@ -621,26 +664,15 @@ def score_samples(
         if turned:
             rows[i]["turn_probs"] = turn_means(probs, encoded[i].turn_actions)
     if dim is None:
-        dim = n_prompt_probs if embed == "prompt_probs" else _hidden_size(model)
-    embeddings = np.zeros((n, dim), dtype=np.float32)
+        dim = opts["n_prompt_probs"] if opts["embed"] == "prompt_probs" else _hidden_size(model)
+    embeddings = np.zeros((len(rows), dim), dtype=np.float32)
     for i, (_, emb) in results.items():
         if rows[i]["status"] == "ok":
             embeddings[i] = emb
-
     if turned:
         for row in rows:
             row.setdefault("turn_probs", [])
     scores = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *(["turn_probs"] if turned else [])])
-    counts = Counter(scores["status"])
-    log.info(
-        "Scored %d samples: %s; %d truncated to max_length=%s",
-        n,
-        dict(counts),
-        int(scores["truncated"].sum()),
-        max_length,
-    )
-    if n - counts.get("ok", 0):
-        log.warning("%d of %d samples could not be scored (difficulty +inf)", n - counts["ok"], n)
     return scores, embeddings
 
 

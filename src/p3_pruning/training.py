@@ -7,6 +7,7 @@ P3 authors do). The caller's base model is left as it was (LoRA layers are unloa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -322,9 +323,75 @@ def train_round(
     The defaults are for library use; a Kedro run passes the ``training`` block of
     ``conf/base/parameters_rounds.yml``.
     """
-    from peft import PeftModel, get_peft_model
-    from transformers import Trainer, TrainingArguments, set_seed
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers import set_seed
+
+    _check_training_args(
+        model,
+        epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        warmup_ratio=warmup_ratio,
+        learning_rate=learning_rate,
+    )
+    kept, n_truncated, n_skipped = _trainable_features(
+        tokenizer, samples, max_length=max_length, loss_on=loss_on, system=system
+    )
+    use_cuda = next(model.parameters()).device.type == "cuda"
+    trainer_options = dict(
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=learning_rate,
+        lr_scheduler_type=lr_scheduler,
+        warmup_steps=warmup_ratio,  # a float < 1 is a fraction of the total steps
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        activation_checkpointing=gradient_checkpointing,
+        seed=seed,
+        data_seed=seed,
+    )
+    with _base_restored(model), tempfile.TemporaryDirectory(prefix="p3-train-") as tmp:
+        train_model = _training_base(model, qlora, f"{tmp}/base-4bit")
+        set_seed(seed)  # LoRA init is drawn from the global RNG
+        peft_model = _peft_model(train_model, model, adapter, lora)
+        try:
+            if gradient_checkpointing:
+                peft_model.enable_input_require_grads()
+            run = _fit(
+                peft_model,
+                tokenizer,
+                kept,
+                output_dir=output_dir or f"{tmp}/trainer",
+                use_cuda=use_cuda,
+                progress=progress,
+                **trainer_options,
+            )
+            trained = LoraAdapter.from_peft(peft_model)
+            trained.config["base_model_name_or_path"] = (
+                getattr(model.config, "_name_or_path", None) or None
+            )
+        finally:
+            peft_model.unload()  # takes the LoRA layers out of the caller's base model
+            if train_model is not model:
+                del train_model
+                torch.cuda.empty_cache()
+    metrics = _train_metrics(
+        run,
+        trained,
+        kept,
+        epochs=epochs,
+        n_truncated=n_truncated,
+        n_skipped=n_skipped,
+        learning_rate=learning_rate,
+    )
+    return trained, metrics
+
+
+def _check_training_args(
+    model, *, epochs, batch_size, grad_accum, warmup_ratio, learning_rate
+) -> None:
+    from peft import PeftModel
 
     if isinstance(model, PeftModel):
         raise TypeError(
@@ -342,6 +409,9 @@ def train_round(
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
 
+
+def _trainable_features(tokenizer, samples, *, max_length, loss_on, system):
+    """``(kept, n_truncated, n_skipped)``: the features with at least one target token left."""
     features = build_features(
         tokenizer, samples, max_length=max_length, loss_on=loss_on, system=system
     )
@@ -363,120 +433,121 @@ def train_round(
         raise ValueError(
             f"No sample has a response token within max_length={max_length}; raise max_length"
         )
+    return kept, n_truncated, len(skipped)
 
-    device = next(model.parameters()).device
-    use_cuda = device.type == "cuda"
-    bf16 = use_cuda and torch.cuda.is_bf16_supported()
-    fp16 = use_cuda and not bf16
 
-    # What training touches on the base model, to put back afterwards.
+@contextlib.contextmanager
+def _base_restored(model):
+    """Puts back what training touches on the caller's base model: trainable flags, use_cache, mode."""
     was_training = model.training
     requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
     use_cache = getattr(model.config, "use_cache", None)
+    try:
+        yield
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(requires_grad.get(n, p.requires_grad))
+        if use_cache is not None:
+            model.config.use_cache = use_cache
+        model.train(was_training)
 
-    with tempfile.TemporaryDirectory(prefix="p3-train-") as tmp:
-        train_model = model
-        if qlora:
-            reason = qlora_unavailable_reason()
-            if reason:
-                warnings.warn(
-                    f"qlora=True ignored: {reason}. Training plain LoRA instead.", stacklevel=2
-                )
-                log.warning("qlora=True ignored: %s. Training plain LoRA instead.", reason)
-            else:
-                train_model = _load_4bit(model, f"{tmp}/base-4bit")
 
-        set_seed(seed)  # LoRA init is drawn from the global RNG
-        if adapter is None:
-            peft_model = get_peft_model(train_model, lora_config(model, lora))
-        else:
-            if lora:
-                log.info("`lora` is ignored when continuing an adapter (its own config is kept)")
-            peft_model = adapter.apply(train_model, trainable=True)
-        try:
-            if gradient_checkpointing:
-                peft_model.enable_input_require_grads()
-            args = TrainingArguments(
-                output_dir=output_dir or f"{tmp}/trainer",
-                num_train_epochs=epochs,
-                per_device_train_batch_size=batch_size,
-                gradient_accumulation_steps=grad_accum,
-                learning_rate=learning_rate,
-                lr_scheduler_type=lr_scheduler,
-                warmup_steps=warmup_ratio,  # a float < 1 is a fraction of the total steps
-                weight_decay=weight_decay,
-                max_grad_norm=max_grad_norm,
-                train_sampling_strategy="group_by_length" if group_by_length else "random",
-                activation_checkpointing=gradient_checkpointing,
-                bf16=bf16,
-                fp16=fp16,
-                use_cpu=not use_cuda,
-                seed=seed,
-                data_seed=seed,
-                logging_steps=1,
-                save_strategy="no",
-                report_to="none",
-                disable_tqdm=True,
-                remove_unused_columns=False,
-                dataloader_num_workers=0,
-            )
-            loss_log = _trainer_callbacks(progress)
-            trainer = Trainer(
-                model=peft_model,
-                args=args,
-                train_dataset=_Features(kept),
-                data_collator=PadCollator(
-                    tokenizer.pad_token_id, pad_to_multiple_of=8 if use_cuda else None
-                ),
-                callbacks=[loss_log],
-            )
-            for cb in (PrinterCallback, ProgressCallback):
-                trainer.remove_callback(cb)
-            start = time.perf_counter()
-            result = trainer.train()
-            seconds = time.perf_counter() - start
-            trained = LoraAdapter.from_peft(peft_model)
-            trained.config["base_model_name_or_path"] = (
-                getattr(model.config, "_name_or_path", None) or None
-            )
-            steps = int(trainer.state.global_step)
-        finally:
-            peft_model.unload()  # takes the LoRA layers out of the caller's base model
-            if train_model is model:
-                for n, p in model.named_parameters():
-                    p.requires_grad_(requires_grad.get(n, p.requires_grad))
-                if use_cache is not None:
-                    model.config.use_cache = use_cache
-                model.train(was_training)
-            else:
-                del train_model
-                torch.cuda.empty_cache()
+def _training_base(model, qlora: bool, path: str):
+    """The model LoRA goes on: ``model`` itself, or its 4-bit copy when ``qlora`` can run here."""
+    if not qlora:
+        return model
+    reason = qlora_unavailable_reason()
+    if reason:
+        warnings.warn(f"qlora=True ignored: {reason}. Training plain LoRA instead.", stacklevel=3)
+        log.warning("qlora=True ignored: %s. Training plain LoRA instead.", reason)
+        return model
+    return _load_4bit(model, path)
 
-    metrics = {
-        "train_loss": float(result.training_loss),
-        "loss_curve": list(loss_log.losses),
+
+def _peft_model(train_model, model, adapter: LoraAdapter | None, lora: dict | None):
+    """A fresh LoRA from ``lora`` (round 1) or ``adapter`` continued, trainable, on ``train_model``."""
+    from peft import get_peft_model
+
+    if adapter is None:
+        return get_peft_model(train_model, lora_config(model, lora))
+    if lora:
+        log.info("`lora` is ignored when continuing an adapter (its own config is kept)")
+    return adapter.apply(train_model, trainable=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    loss: float
+    losses: list[float]
+    steps: int
+    seconds: float
+
+
+def _fit(peft_model, tokenizer, features, *, output_dir, use_cuda, progress, **options) -> _Run:
+    """One ``Trainer.train()`` over ``features``; ``options`` are ``TrainingArguments`` fields."""
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    args = TrainingArguments(
+        output_dir=output_dir,
+        **options,
+        bf16=bf16,
+        fp16=use_cuda and not bf16,
+        use_cpu=not use_cuda,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+    loss_log = _trainer_callbacks(progress)
+    trainer = Trainer(
+        model=peft_model,
+        args=args,
+        train_dataset=_Features(features),
+        data_collator=PadCollator(
+            tokenizer.pad_token_id, pad_to_multiple_of=8 if use_cuda else None
+        ),
+        callbacks=[loss_log],
+    )
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+    start = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    return _Run(
+        float(result.training_loss), list(loss_log.losses), int(trainer.state.global_step), seconds
+    )
+
+
+def _train_metrics(
+    run: _Run, trained: LoraAdapter, kept, *, epochs, n_truncated, n_skipped, learning_rate
+) -> dict:
+    log.info(
+        "train_round: %d samples, %d steps, loss %.4f, %.1f s",
+        len(kept),
+        run.steps,
+        run.loss,
+        run.seconds,
+    )
+    return {
+        "train_loss": run.loss,
+        "loss_curve": run.losses,
         "n_samples": len(kept),
         "n_tokens": int(sum(n_target_tokens(f) for f in kept) * epochs),
         # every token the model read (prompt included): what compute accounting counts
         "n_input_tokens": int(sum(len(f["input_ids"]) for f in kept) * epochs),
         "n_truncated": int(n_truncated),
-        "n_skipped": len(skipped),
-        "steps": steps,
-        "seconds": float(seconds),
+        "n_skipped": n_skipped,
+        "steps": run.steps,
+        "seconds": float(run.seconds),
         "learning_rate": float(learning_rate),
         "lora": {
             k: trained.config.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules")
         },
     }
-    log.info(
-        "train_round: %d samples, %d tokens, %d steps, loss %.4f, %.1f s",
-        metrics["n_samples"],
-        metrics["n_tokens"],
-        steps,
-        metrics["train_loss"],
-        seconds,
-    )
-    return trained, metrics
 
 
 __all__ = [
