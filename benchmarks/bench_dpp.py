@@ -1,6 +1,6 @@
 """Greedy MAP at scale: time and memory against the matvec floor, a dense kernel, and stochastic mode.
 
-Run: ``.venv/bin/python benchmarks/dpp.py [--quick] [--threads 2] [--deltas 0.01,0.05]`` for the
+Run: ``.venv/bin/python benchmarks/bench_dpp.py [--quick] [--threads 2] [--deltas 0.01,0.05]`` for the
 small and large cases below, or ``... --n 10000,100000,1000000 [--k 10000]`` for the scaling run.
 
 Scaling run (``--n``; d = 576, k = ``--k``, ridge 1e-3): for each n the unit-norm float32 features

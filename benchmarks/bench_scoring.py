@@ -14,14 +14,14 @@ slow procedure (c) runs on every ``--authors-every``-th sample only; its tokens/
 Rates are given per wall-clock second and per process CPU second (the latter is less sensitive to
 other users). Peak memory is the process's peak RSS during each phase (``VmHWM`` after resetting it).
 
-    python benchmarks/scoring.py --model smollm2-135m-instruct --n 200
+    python benchmarks/bench_scoring.py --model smollm2-135m-instruct --n 200
 
 ``--scale`` measures instead how scoring spreads out: the same samples scored by the local backend
 and by ``distributed.score_on_ray`` on a local Ray cluster with 1 and 2 workers (the threads split
 between them), each also on a small subset so the fixed cost of a call (actors start, each loads
 the model) and the marginal per-sample overhead Ray adds are told apart:
 
-    python benchmarks/scoring.py --scale --model smollm2-135m-instruct --n 100
+    python benchmarks/bench_scoring.py --scale --model smollm2-135m-instruct --n 100
 """
 
 from __future__ import annotations
