@@ -10,18 +10,27 @@ from p3_pruning.adapters import LoraAdapter
 from p3_pruning.chat import DEFAULT_SYSTEM, prompt_text
 from p3_pruning.evaluation import evaluate_generation
 from p3_pruning.models import load_model, policy_model
+from p3_pruning.pipelines.rounds.nodes import NODE_SCORING_KEYS
 
 
 def final_evaluate(
     eval_set: pd.DataFrame,
     model_params: dict,
     generation: dict,
+    scoring: dict,
     adapter: LoraAdapter | None = None,
     *,
     method: str,
 ):
-    """Generate on the eval set with the final adapter (or the base model) and grade every answer."""
+    """Generate on the eval set with the final adapter (or the base model) and grade every answer.
+
+    With ``generation.grader: none`` nothing is generated: held-out NLL and difficulty only, the
+    difficulty by the pool's scoring rule (``params:scoring``).
+    """
     options = {k: v for k, v in generation.items() if k not in ("backend", "ray")}
+    options["scoring_options"] = {
+        k: v for k, v in scoring.items() if k not in (*NODE_SCORING_KEYS, "progress")
+    }
     start = time.perf_counter()
     if generation["backend"] == "ray":  # one merged replica per Ray worker, same grader per block
         from p3_pruning.distributed.ray_engine import evaluate_generation_on_ray

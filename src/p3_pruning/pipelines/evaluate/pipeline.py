@@ -19,6 +19,7 @@ def final_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipelin
         "eval_set": "eval_set",
         "model_params": "params:model",
         "generation": "params:generation",
+        "scoring": "params:scoring",
     }
     mapping = {"eval_set": "eval_set"}
     if method != BASE:
@@ -36,7 +37,7 @@ def final_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipelin
         ],
         namespace=f"{method_namespace(method, seed)}.final",
         inputs=mapping,
-        parameters={"params:model", "params:generation"},
+        parameters={"params:model", "params:generation", "params:scoring"},
     )
 
 

@@ -22,8 +22,9 @@ def export_round(
     method: str,
 ) -> dict:
     """One round's selection as the original records plus a manifest, for ``ExportDataset``."""
+    options = {k: v for k, v in export.items() if k != "methods"}  # methods shape the DAG
     records, manifest = export_selection(
-        pool, selection, data=data, method=method, seed=seed, budget=budget, **export
+        pool, selection, data=data, method=method, seed=seed, budget=budget, **options
     )
     log.info(
         "export %s round %s: %d records (%s format)",
