@@ -4,36 +4,20 @@ tests/data/make_golden_selections.py at that commit), for every method, seed, ro
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from p3_pruning import strategies
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = json.loads((DATA / "golden_selections.json").read_text())
-
-
-def _inputs(seed):
-    # the generator's input builder, without running its module body (which writes the file)
-    rng = np.random.default_rng(1000 + seed)
-    import pandas as pd
-
-    n, d = 80, 12
-    diff = rng.uniform(0, 1, n)
-    diff[rng.choice(n, 4, replace=False)] = np.inf
-    scores = pd.DataFrame({"sample_id": [f"s{i:03d}" for i in range(n)], "difficulty": diff})
-    emb = rng.normal(size=(n, d)).astype(np.float32)
-    prev = pd.DataFrame(
-        {
-            "sample_id": scores["sample_id"],
-            "difficulty": np.clip(diff + rng.normal(0, 0.1, n), 0, None),
-        }
-    )
-    return scores, emb, prev
+_spec = importlib.util.spec_from_file_location("make_golden", DATA / "make_golden_selections.py")
+_GENERATOR = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_GENERATOR)  # its inputs(seed), the ones the golden file was made from
 
 
 def _same(a, b):
@@ -42,7 +26,7 @@ def _same(a, b):
 
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_split_steps_reproduce_the_golden_selections(seed):
-    scores, emb, prev = _inputs(seed)
+    scores, emb, prev = _GENERATOR.inputs(seed)
     cases = [g for g in GOLDEN if g["seed"] == seed]
     assert len(cases) == len(strategies.METHODS) * 4 * 3 * 3
     for case in cases:
