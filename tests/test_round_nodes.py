@@ -38,3 +38,34 @@ def test_held_out_difficulty_uses_the_scoring_block(eval_set):
     # and the rule matters: the code defaults give another value, so the test can tell them apart
     defaults = 1 - pool_rule_difficulty(eval_set, {"progress": False})
     assert abs(got - defaults) / defaults > 1e-5
+
+
+def test_candidates_score_a_seeded_subset_and_leave_the_rest_ineligible():
+    pool = generate_default(12, 4)
+    scoring = {"progress": False, "max_length": 256, "backend": "local", "candidates": 5}
+    scores, embeddings, info = nodes.score(pool, MODEL, scoring, 3, round_index=1)
+    assert list(scores["sample_id"]) == list(pool["sample_id"]) and embeddings.shape[0] == 12
+    picked = scores["status"] == "ok"
+    assert picked.sum() == 5 == info["score_candidates"] and info["score_failed"] == 0
+    assert (scores.loc[~picked, "status"] == nodes.NOT_CANDIDATE).all()
+    assert np.isinf(scores.loc[~picked, "difficulty"]).all()
+    assert not embeddings[~picked.to_numpy()].any()
+    # the candidates' rows are exactly what the scorer gives on those samples
+    model, tokenizer = load_model(**MODEL)
+    alone, emb = score_samples(
+        model.eval(), tokenizer, pool[picked.to_numpy()], progress=False, max_length=256
+    )
+    np.testing.assert_array_equal(scores.loc[picked, "difficulty"], alone["difficulty"])
+    np.testing.assert_allclose(embeddings[picked.to_numpy()], emb, rtol=0, atol=1e-6)
+    # seeded per round: the same seed and round draw the same rows, another round others
+    again = nodes.candidate_rows(12, 5, seed=3, round_index=1)
+    assert list(again) == list(np.flatnonzero(picked))
+    assert list(nodes.candidate_rows(12, 5, seed=3, round_index=2)) != list(again)
+    assert len(nodes.candidate_rows(12, 0.5, seed=3, round_index=1)) == 6
+    # the threshold is taken on the scored candidates only
+    from p3_pruning.strategies import threshold
+
+    eligible, _ = threshold("p3", scores, round_index=1, rounds=3)
+    assert set(eligible.loc[eligible["eligible"], "sample_id"]) <= set(
+        scores.loc[picked, "sample_id"]
+    )

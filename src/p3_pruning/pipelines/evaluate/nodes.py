@@ -31,10 +31,10 @@ def final_evaluate(
     options["scoring_options"] = {
         k: v for k, v in scoring.items() if k not in (*NODE_SCORING_KEYS, "progress")
     }
-    start = time.perf_counter()
     if generation["backend"] == "ray":  # one merged replica per Ray worker, same grader per block
         from p3_pruning.distributed.ray_engine import evaluate_generation_on_ray
 
+        start = time.perf_counter()  # the workers' start-up and model loads count: Ray's cost
         per_sample, summary = evaluate_generation_on_ray(
             model_params, adapter, eval_set, ray=generation["ray"], **options
         )

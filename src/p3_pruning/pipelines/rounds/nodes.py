@@ -46,10 +46,10 @@ def score(
     chosen = candidate_rows(
         len(pool), scoring.get("candidates"), seed=seed, round_index=round_index
     )
-    start = time.perf_counter()
     if scoring["backend"] == "ray":  # one merged replica per Ray worker, same scorer per block
         from p3_pruning.distributed.ray_engine import score_on_ray
 
+        start = time.perf_counter()  # the workers' start-up and model loads count: Ray's cost
         scores, embeddings = score_on_ray(
             model_params, adapter, pool.iloc[chosen], ray=scoring["ray"], **options
         )
