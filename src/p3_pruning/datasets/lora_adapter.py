@@ -14,49 +14,19 @@ With versioning the adapter lives in ``<filepath>/<version>/<name>/`` and holds
 from __future__ import annotations
 
 import tempfile
-from copy import deepcopy
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
-import fsspec
-from kedro.io.core import (
-    AbstractVersionedDataset,
-    DatasetError,
-    Version,
-    get_filepath_str,
-    get_protocol_and_path,
-)
+from kedro.io.core import DatasetError, get_filepath_str
 
 from p3_pruning.adapters import CONFIG_NAME, WEIGHTS_NAME, LoraAdapter
+from p3_pruning.datasets.folder import VersionedFolderDataset
 
 
-class LoraAdapterDataset(AbstractVersionedDataset[LoraAdapter, LoraAdapter]):
+class LoraAdapterDataset(VersionedFolderDataset):
     """Save/load a :class:`~p3_pruning.adapters.LoraAdapter` as a peft adapter folder (any fsspec protocol)."""
 
-    def __init__(
-        self,
-        *,
-        filepath: str,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        protocol, path = get_protocol_and_path(filepath, version)
-        self._protocol = protocol
-        self._fs = fsspec.filesystem(
-            protocol, **(deepcopy(credentials) or {}), **(deepcopy(fs_args) or {})
-        )
-        self.metadata = metadata
-        super().__init__(
-            filepath=PurePosixPath(path),
-            version=version,
-            # A version counts only once its weights file is there (written last).
-            exists_function=self._folder_complete,
-            glob_function=self._fs.glob,
-        )
-
     def _folder_complete(self, path: str) -> bool:
+        # a version counts only once its weights file is there (written last)
         return self._fs.exists(f"{path}/{WEIGHTS_NAME}") and self._fs.exists(
             f"{path}/{CONFIG_NAME}"
         )
@@ -89,20 +59,3 @@ class LoraAdapterDataset(AbstractVersionedDataset[LoraAdapter, LoraAdapter]):
             ):  # weights last: their presence marks a complete folder
                 self._fs.put(str(Path(tmp) / name), f"{save_path}/{name}")
         self._invalidate_cache()
-
-    def _exists(self) -> bool:
-        try:
-            load_path = get_filepath_str(self._get_load_path(), self._protocol)
-        except DatasetError:
-            return False
-        return self._folder_complete(load_path)
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
-
-    def _release(self) -> None:
-        super()._release()
-        self._invalidate_cache()
-
-    def _invalidate_cache(self) -> None:
-        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
