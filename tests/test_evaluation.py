@@ -250,6 +250,9 @@ def test_cheap_eval(tiny):
     assert m["nll"] == pytest.approx(nll.sum() / n.sum())
     assert m["perplexity"] == pytest.approx(np.exp(m["nll"]))
     assert (m["n_samples"], m["n_tokens"]) == (3, int(n.sum()))
+    # compute accounting counts every token the pass read, prompt and template included
+    read = sum(len(f["input_ids"]) for f in build_features(tokenizer, samples, system=SYSTEM))
+    assert m["n_input_tokens"] == read > m["n_tokens"]
     assert "difficulty" not in m
 
 

@@ -38,6 +38,13 @@ def test_held_out_difficulty_uses_the_scoring_block(eval_set):
     # and the rule matters: the code defaults give another value, so the test can tell them apart
     defaults = 1 - pool_rule_difficulty(eval_set, {"progress": False})
     assert abs(got - defaults) / defaults > 1e-5
+    # both passes of the cheap eval are in the round's compute: the NLL pass and the difficulty pass
+    from p3_pruning.compute import stage_tokens
+
+    assert metrics["eval_n_input_tokens"] > 0 and metrics["eval_score_tokens"] > 0
+    assert stage_tokens(metrics, "eval") == (
+        metrics["eval_n_input_tokens"] + metrics["eval_score_tokens"]
+    )
 
 
 def test_candidates_score_a_seeded_subset_and_leave_the_rest_ineligible():

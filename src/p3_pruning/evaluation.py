@@ -403,6 +403,22 @@ def response_nll(
     Returns ``(nll_sum, n_tokens)``: (n,) float64 and (n,) int64, in row order. Forward only, batched by
     length; the cross-entropy is taken at response positions only (no B×T×V log-softmax kept).
     """
+    nll_sum, n_tokens, _ = _nll_pass(
+        model,
+        tokenizer,
+        samples,
+        batch_size=batch_size,
+        max_length=max_length,
+        system=system,
+        progress=progress,
+    )
+    return nll_sum, n_tokens
+
+
+def _nll_pass(
+    model, tokenizer, samples, *, batch_size, max_length, system, progress
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`response_nll`'s pass, plus the tokens the model read (prompt included, no padding)."""
     from p3_pruning.training import IGNORE_INDEX, PadCollator, build_features
 
     features = build_features(
@@ -436,7 +452,7 @@ def response_nll(
             n_tokens[batch] = mask.sum(dim=1).cpu().numpy()
     finally:
         model.train(was_training)
-    return nll_sum, n_tokens
+    return nll_sum, n_tokens, int(sum(len(f["input_ids"]) for f in features))
 
 
 def cheap_eval(
@@ -453,11 +469,12 @@ def cheap_eval(
 ) -> dict:
     """Forward-only metrics of the current model (base + adapter) on the eval set.
 
-    Returns ``nll`` (mean NLL per response token), ``perplexity`` (exp of it), ``n_samples``, ``n_tokens``
-    and, when ``difficulty``, ``difficulty`` (mean finite P3 difficulty from ``scoring.score_samples``),
-    ``difficulty_median`` and ``n_failed`` (samples scored +inf).
+    Returns ``nll`` (mean NLL per response token), ``perplexity`` (exp of it), ``n_samples``,
+    ``n_tokens`` (response tokens), ``n_input_tokens`` (every token the NLL pass read, prompt
+    included) and, when ``difficulty``, ``difficulty`` (mean finite P3 difficulty from
+    ``scoring.score_samples``), ``difficulty_median`` and ``n_failed`` (samples scored +inf).
     """
-    nll_sum, n_tokens = response_nll(
+    nll_sum, n_tokens, n_input = _nll_pass(
         model,
         tokenizer,
         samples,
@@ -473,6 +490,7 @@ def cheap_eval(
         "perplexity": float(math.exp(nll)) if total else float("nan"),
         "n_samples": int(len(samples)),
         "n_tokens": total,
+        "n_input_tokens": n_input,  # read by the NLL pass (prompt included): compute accounting
     }
     if difficulty:
         from p3_pruning.scoring import score_samples
