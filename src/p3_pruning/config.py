@@ -33,7 +33,7 @@ from pydantic import (
 
 from p3_pruning import dpp, pacing, scoring, segment
 from p3_pruning.data import SOURCES
-from p3_pruning.data.sources import _looks_like_hub_id as looks_like_hub_dataset
+from p3_pruning.data.readers import looks_like_hub_id as looks_like_hub_dataset
 from p3_pruning.models import SMOLLM2, TINY
 
 PACKAGED_MODELS = (SMOLLM2, TINY)

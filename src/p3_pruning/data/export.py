@@ -28,8 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from p3_pruning.data.readers import BadRecord
+from p3_pruning.data.readers import raw_records as _raw_records
 from p3_pruning.data.schema import SAMPLE_COLUMNS, DataError, conversation
-from p3_pruning.data.sources import _PARSERS, COLUMN_KEYS, BadRecord, _columns, _raw_records
+from p3_pruning.data.sources import _PARSERS, COLUMN_KEYS, _columns
 
 FORMATS = ("input", "messages")
 RECORDS_FILE, HF_FOLDER, MANIFEST_FILE = "records.jsonl", "hf", "manifest.json"

@@ -3,8 +3,9 @@
 Formats (``source``): ``gsm8k``, ``math``, ``apps``; ``alpaca`` (``instruction``, optional ``input``,
 ``output``: the Stanford Alpaca JSON loads as is); ``chat`` (OpenAI/HF ``messages`` with
 ``role``/``content``, or ShareGPT ``conversations`` with ``from``/``value``; several turns); ``jsonl``
-(any records with a column mapping). Containers: ``.jsonl``, ``.json``, ``.parquet`` (optionally
-gzipped), a Hugging Face ``datasets`` folder written by ``save_to_disk``, or a hub id when online.
+(any records with a column mapping). Containers (read by ``p3_pruning.data.readers``): ``.jsonl``,
+``.json``, ``.parquet`` (optionally gzipped), a Hugging Face ``datasets`` folder written by
+``save_to_disk``, or a hub id when online.
 
 ``load_samples(path, source, on_bad_record=..., columns=...) -> (samples, quarantined)``. Every bad
 record either raises a ``DataError`` naming file, line (1-based record number) and field, or — with
@@ -14,27 +15,19 @@ silently: counts are logged.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import math
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from p3_pruning.answers import gsm8k_answer, last_boxed
-from p3_pruning.data.schema import (
-    RECORD_PREVIEW_CHARS,
-    DataError,
-    content_id,
-    quarantine_frame,
-    samples_frame,
-)
+from p3_pruning.data.readers import FILE, RECORD, BadRecord, raw_records
+from p3_pruning.data.schema import DataError, content_id, quarantine_frame, samples_frame
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +50,6 @@ ROLE_NAMES = {
     "gpt": "assistant",
 }
 META_FIELD_CHARS = 200  # generic sources: longer unmapped fields are not copied into meta
-RECORD = "(record)"  # field name for problems with the record as a whole
-FILE = "(file)"  # field name for problems with the file as a whole
-
-
-class BadRecord(Exception):
-    """One record is unusable: which field and why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
 
 
 # ----------------------------------------------------------------------------- field access
@@ -395,213 +378,6 @@ _PARSERS: dict[str, Callable[[dict, dict], Parsed]] = {
 }
 
 
-# ----------------------------------------------------------------------------- reading files
-# Each item: (line, raw text, record or None, BadRecord or None).
-RawRecord = tuple[int, str, dict | None, BadRecord | None]
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?(:[\w.-]+)?(@[\w.\[\]:%+-]+)?$")
-_FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".gz")
-
-
-def _looks_like_hub_id(path: str) -> bool:
-    return (
-        bool(_HUB_ID.match(path))
-        and path.count("/") <= 1
-        and not path.lower().endswith(_FILE_SUFFIXES)
-    )
-
-
-def _read_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise DataError(
-                f"not a valid gzip file ({exc})", file=str(path), line=1, field=FILE
-            ) from exc
-    return data
-
-
-def _normalise(value):
-    """Parquet/Arrow cell → plain Python (lists, dicts, str, int, float, None)."""
-    if isinstance(value, np.ndarray):
-        return [_normalise(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalise(v) for v in value]
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
-def _preview(record) -> str:
-    return json.dumps(record, default=str, ensure_ascii=False)[:RECORD_PREVIEW_CHARS]
-
-
-def _object_or_bad(obj) -> tuple[dict | None, BadRecord | None]:
-    if isinstance(obj, dict):
-        return obj, None
-    return None, BadRecord(RECORD, f"expected a JSON object, found {type(obj).__name__}")
-
-
-def _jsonl_records(data: bytes) -> Iterator[RawRecord]:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    for number, chunk in enumerate(data.split(b"\n"), start=1):
-        if not chunk.strip():
-            continue
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raw = chunk.decode("utf-8", errors="replace")[:RECORD_PREVIEW_CHARS]
-            yield number, raw, None, BadRecord(RECORD, f"invalid UTF-8 at byte {exc.start}")
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            bad = BadRecord(RECORD, f"invalid JSON ({exc.msg} at char {exc.pos})")
-            yield number, text[:RECORD_PREVIEW_CHARS], None, bad
-            continue
-        record, bad = _object_or_bad(obj)
-        yield number, text[:RECORD_PREVIEW_CHARS], record, bad
-
-
-def _json_records(data: bytes, file: str) -> Iterator[RawRecord]:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"invalid UTF-8 at byte {exc.start}", file=file, line=line, field=FILE
-        ) from exc
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        if len(lines) > 1 and lines[0].lstrip().startswith("{"):
-            yield from _jsonl_records(data)  # JSON Lines saved with a .json name
-            return
-        raise DataError(
-            f"invalid JSON ({exc.msg}, column {exc.colno})", file=file, line=exc.lineno, field=FILE
-        ) from exc
-    items = obj if isinstance(obj, list) else [obj]
-    for number, item in enumerate(items, start=1):
-        record, bad = _object_or_bad(item)
-        yield number, _preview(item), record, bad
-
-
-def _parquet_records(path: Path) -> Iterator[RawRecord]:
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for corrupt files
-        raise DataError(f"unreadable Parquet ({exc})", file=str(path), line=1, field=FILE) from exc
-    for number, row in enumerate(frame.to_dict(orient="records"), start=1):
-        record = {k: _normalise(v) for k, v in row.items()}
-        yield number, _preview(record), record, None
-
-
-def _hub_records(name: str) -> Iterator[RawRecord]:
-    """Rows of a hub dataset ``owner/name[:config][@split]`` (split defaults to ``train``)."""
-    try:
-        import datasets  # noqa: PLC0415 - optional, only for hub ids
-    except ImportError as exc:
-        raise DataError(
-            f"file not found: {name}. It looks like a hub dataset id, but loading from the hub needs "
-            "network access and the `datasets` package (pip install datasets); otherwise put the "
-            "file under data/01_raw and give its path",
-            file=name,
-            line=1,
-            field=FILE,
-        ) from exc
-    spec, _, split = name.partition("@")
-    repo, _, config = spec.partition(":")
-    try:
-        rows = datasets.load_dataset(repo, config or None, split=split or "train")
-    except Exception as exc:  # network, auth, unknown config: all reported the same way
-        raise DataError(
-            f"could not load hub dataset {repo!r} (config {config or None!r}, split "
-            f"{split or 'train'!r}): {exc}",
-            file=name,
-            line=1,
-            field=FILE,
-        ) from exc
-    for number, row in enumerate(rows, start=1):
-        record = {k: _normalise(v) for k, v in dict(row).items()}
-        yield number, _preview(record), record, None
-
-
-def _disk_records(folder: Path) -> Iterator[RawRecord]:
-    """Rows of a ``datasets`` folder written by ``save_to_disk`` (a ``DatasetDict``: its ``train``
-    split, or its only split)."""
-    if not any((folder / name).exists() for name in ("dataset_info.json", "dataset_dict.json")):
-        raise DataError(
-            "is a directory but not a Hugging Face datasets folder (no dataset_info.json or "
-            "dataset_dict.json); expected a .jsonl, .json or .parquet file or a save_to_disk folder",
-            file=str(folder),
-            line=1,
-            field=FILE,
-        )
-    import datasets  # noqa: PLC0415 - only for datasets folders
-
-    try:
-        rows = datasets.load_from_disk(str(folder))
-    except Exception as exc:  # corrupt arrow files, version mismatches: reported the same way
-        raise DataError(
-            f"unreadable datasets folder ({exc})", file=str(folder), line=1, field=FILE
-        ) from exc
-    if isinstance(rows, datasets.DatasetDict):
-        splits = list(rows)
-        if "train" not in rows and len(splits) != 1:
-            raise DataError(
-                f"datasets folder holds splits {splits} and none is 'train'; give the split's "
-                f"folder (e.g. {folder / splits[0]})",
-                file=str(folder),
-                line=1,
-                field=FILE,
-            )
-        rows = rows["train" if "train" in rows else splits[0]]
-    for number, row in enumerate(rows, start=1):
-        record = {k: _normalise(v) for k, v in dict(row).items()}
-        yield number, _preview(record), record, None
-
-
-def _raw_records(path: str | Path) -> Iterator[RawRecord]:
-    local = Path(path).expanduser()
-    if not local.exists():
-        if _looks_like_hub_id(str(path)):
-            yield from _hub_records(str(path))
-            return
-        raise DataError("file not found", file=str(path), line=1, field=FILE)
-    if local.is_dir():
-        yield from _disk_records(local)
-        return
-    suffixes = [s.lower() for s in local.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    kind = suffixes[-1] if suffixes else ""
-    if kind in (".parquet", ".pq"):
-        yield from _parquet_records(local)
-        return
-    if kind not in (".jsonl", ".ndjson", ".json"):
-        raise DataError(
-            f"unsupported file type {kind or '(no suffix)'!r}; expected .jsonl, .json or .parquet "
-            "(optionally gzipped)",
-            file=str(path),
-            line=1,
-            field=FILE,
-        )
-    data = _read_bytes(local)
-    if not data.strip():
-        raise DataError("file is empty: no records", file=str(path), line=1, field=FILE)
-    if kind == ".json":
-        yield from _json_records(data, str(path))
-    else:
-        yield from _jsonl_records(data)
-
-
 # ----------------------------------------------------------------------------- entry point
 def _columns(source: str, columns: dict | None, path: str | Path) -> dict:
     """The field name of every ``COLUMN_KEYS[source]`` key (default: the key itself).
@@ -655,6 +431,20 @@ def load_samples(
     ``DataError`` naming file, line and field. Whole-file problems (missing, empty, unreadable)
     always raise.
     """
+    options, label, parse = _resolve(path, source, on_bad_record, columns)
+    file = str(path)
+    rows, bad_rows, n_records = _parse_records(path, source, parse, options, label, on_bad_record)
+    if n_records == 0:
+        raise DataError("file is empty: no records", file=file, line=1, field=FILE)
+    _log_counts(file, source, n_records, rows, bad_rows)
+    optional = ("messages",) if source == "chat" else ()
+    return samples_frame(rows, optional=optional), quarantine_frame(bad_rows)
+
+
+def _resolve(
+    path: str | Path, source: str, on_bad_record: str, columns: dict | None
+) -> tuple[dict, str, Callable[[dict, dict], Parsed]]:
+    """``(options, label, parse)``: the column mapping, the ``source`` label written, the parser."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}")
     if on_bad_record not in ON_BAD_RECORD:
@@ -666,31 +456,31 @@ def load_samples(
             f"columns is only used with source='jsonl', 'alpaca' or 'chat', not {source!r}"
         )
     options = _columns(source, columns, path) if source in COLUMN_KEYS else {}
-    label = options.get("source", source)
-    parse = _PARSERS[source]
-    file = str(path)
+    return options, options.get("source", source), _PARSERS[source]
 
+
+def _parse_records(
+    path: str | Path,
+    source: str,
+    parse: Callable[[dict, dict], Parsed],
+    options: dict,
+    label: str,
+    on_bad_record: str,
+) -> tuple[list[dict], list[dict], int]:
+    """``(rows, bad_rows, n_records)``: a samples row per good record and a quarantine row per bad
+    one; with ``on_bad_record="raise"`` the first bad record raises a ``DataError`` instead."""
+    file = str(path)
     rows, bad_rows, seen = [], [], {}
     n_records = 0
     for line, raw, record, bad in tqdm(
-        _raw_records(path), desc=f"load {source}", unit="rec", disable=None
+        raw_records(path), desc=f"load {source}", unit="rec", disable=None
     ):
         n_records += 1
         try:
             if bad is not None:
                 raise bad
             parsed = parse(record, options)
-            key = (
-                parsed["id"][1]
-                if parsed["id"]
-                else parsed.get("key") or content_id(parsed["prompt"], parsed["response"])
-            )
-            sample_id = f"{label}-{key}"
-            if sample_id in seen:
-                field = parsed["id"][0] if parsed["id"] else RECORD
-                same = "conversation" if "messages" in parsed else "prompt and response"
-                what = f"id {key!r}" if parsed["id"] else f"record (same {same})"
-                raise BadRecord(field, f"duplicate {what}, first seen at line {seen[sample_id]}")
+            sample_id = _sample_id(parsed, label, seen)
         except BadRecord as exc:
             if on_bad_record == "raise":
                 raise DataError(exc.reason, file=file, line=line, field=exc.field) from None
@@ -705,23 +495,45 @@ def load_samples(
             )
             continue
         seen[sample_id] = line
-        meta = {"file": Path(file).name, "line": line, **parsed["meta"]}
-        rows.append(
-            {
-                "sample_id": sample_id,
-                "source": label,
-                "prompt": parsed["prompt"],
-                "response": parsed["response"],
-                "answer": parsed["answer"],
-                "tests": parsed["tests"],
-                "level": parsed["level"],
-                "meta": json.dumps(meta, ensure_ascii=False),
-                **({"messages": parsed["messages"]} if "messages" in parsed else {}),
-            }
-        )
+        rows.append(_sample_row(parsed, sample_id, label, file, line))
+    return rows, bad_rows, n_records
 
-    if n_records == 0:
-        raise DataError("file is empty: no records", file=file, line=1, field=FILE)
+
+def _sample_id(parsed: Parsed, label: str, seen: dict[str, int]) -> str:
+    """``<label>-<id>`` (the content id when the record has none); a repeat of a ``seen`` one is a
+    ``BadRecord`` naming the line it was first seen at."""
+    key = (
+        parsed["id"][1]
+        if parsed["id"]
+        else parsed.get("key") or content_id(parsed["prompt"], parsed["response"])
+    )
+    sample_id = f"{label}-{key}"
+    if sample_id in seen:
+        field = parsed["id"][0] if parsed["id"] else RECORD
+        same = "conversation" if "messages" in parsed else "prompt and response"
+        what = f"id {key!r}" if parsed["id"] else f"record (same {same})"
+        raise BadRecord(field, f"duplicate {what}, first seen at line {seen[sample_id]}")
+    return sample_id
+
+
+def _sample_row(parsed: Parsed, sample_id: str, label: str, file: str, line: int) -> dict:
+    """One row of the samples table; ``meta``: the file name and line, then the parser's meta."""
+    meta = {"file": Path(file).name, "line": line, **parsed["meta"]}
+    return {
+        "sample_id": sample_id,
+        "source": label,
+        "prompt": parsed["prompt"],
+        "response": parsed["response"],
+        "answer": parsed["answer"],
+        "tests": parsed["tests"],
+        "level": parsed["level"],
+        "meta": json.dumps(meta, ensure_ascii=False),
+        **({"messages": parsed["messages"]} if "messages" in parsed else {}),
+    }
+
+
+def _log_counts(file: str, source: str, n_records: int, rows: list, bad_rows: list) -> None:
+    """Records read, samples kept and quarantined; the quarantine reasons counted by kind."""
     log.info(
         "%s: %d records → %d samples, %d quarantined (source %s)",
         file,
@@ -739,5 +551,3 @@ def load_samples(
             n_records,
             "; ".join(f"{k} ×{v}" for k, v in counts.most_common()),
         )
-    optional = ("messages",) if source == "chat" else ()
-    return samples_frame(rows, optional=optional), quarantine_frame(bad_rows)
