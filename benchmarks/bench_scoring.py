@@ -37,8 +37,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from p3_pruning.encoding import encode, length_batches
 from p3_pruning.models import load_model
-from p3_pruning.scoring import default_token_budget, encode, length_batches, score_samples
+from p3_pruning.scoring import default_token_budget, score_samples
 
 
 def gsm_samples(n: int, seed: int) -> pd.DataFrame:

@@ -7,15 +7,8 @@ import pandas as pd
 import pytest
 
 from p3_pruning.chat import encode_pair
-from p3_pruning.scoring import (
-    TOKEN_BUDGET,
-    ScoringError,
-    default_token_budget,
-    encode,
-    length_batches,
-    score_samples,
-    token_spans,
-)
+from p3_pruning.encoding import ScoringError, encode, length_batches, token_spans
+from p3_pruning.scoring import TOKEN_BUDGET, default_token_budget, score_samples
 from p3_pruning.segment import segment
 from test_scoring_reference import make_samples, tiny
 

@@ -14,8 +14,9 @@ import torch
 
 from p3_pruning.chat import encode_conversation, encode_pair
 from p3_pruning.data import load_samples
+from p3_pruning.encoding import token_spans
 from p3_pruning.models import load_model, tiny_model
-from p3_pruning.scoring import SCORE_COLUMNS, score_samples, token_spans
+from p3_pruning.scoring import SCORE_COLUMNS, score_samples
 from p3_pruning.segment import segment
 
 torch.set_num_threads(2)
@@ -91,7 +92,7 @@ def test_multi_turn_scores_match_the_per_turn_prefix_reference(model_and_chats):
 
 def test_only_assistant_tokens_are_scored(model_and_chats):
     _, tok, chats = model_and_chats
-    from p3_pruning.scoring import encode
+    from p3_pruning.encoding import encode
 
     for _, row in chats.iterrows():
         ids, spans = encode(tok, row)

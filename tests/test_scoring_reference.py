@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from p3_pruning.chat import encode_pair
+from p3_pruning.encoding import encode, length_batches
 from p3_pruning.models import load_model, tiny_model
-from p3_pruning.scoring import encode, length_batches, score_samples
+from p3_pruning.scoring import score_samples
 
 torch.set_num_threads(2)
 
