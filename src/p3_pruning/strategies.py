@@ -248,17 +248,7 @@ def pick(
     X = _check_embeddings(embeddings, n) if method in _NEEDS_EMBEDDINGS else None
     rng = np.random.default_rng([int(seed), int(round_index)])
 
-    tau = math.nan
-    if method in THRESHOLDED:
-        mask = _check_eligible(eligible, ids, method)
-        candidates = np.flatnonzero(mask)
-        if n:
-            tau = float(eligible["threshold"].iloc[0])
-    elif method == "dpp":
-        candidates = np.flatnonzero(np.isfinite(difficulty))
-    else:  # random, full: the whole pool, scores unused
-        candidates = np.arange(n)
-
+    candidates, tau = _candidates(method, eligible, ids, difficulty)
     info = {
         "pool": n,
         "finite": int(np.isfinite(difficulty).sum()),
@@ -292,8 +282,30 @@ def pick(
             len(picks),
             info["shortfall"],
         )
+    return _selection_table(ids, difficulty, picks, round_index, tau), info
+
+
+def _candidates(method: str, eligible, ids: np.ndarray, difficulty: np.ndarray):
+    """``(candidates, tau)``: the row positions picked from (see ``pick``) and τ_e (NaN unless
+    thresholded)."""
+    tau = math.nan
+    n = len(ids)
+    if method in THRESHOLDED:
+        mask = _check_eligible(eligible, ids, method)
+        candidates = np.flatnonzero(mask)
+        if n:
+            tau = float(eligible["threshold"].iloc[0])
+    elif method == "dpp":
+        candidates = np.flatnonzero(np.isfinite(difficulty))
+    else:  # random, full: the whole pool, scores unused
+        candidates = np.arange(n)
+    return candidates, tau
+
+
+def _selection_table(ids, difficulty, picks, round_index: int, tau: float) -> pd.DataFrame:
+    """The selection table of the data contract: the picks in pick order."""
     picks = np.asarray(picks, dtype=np.int64)
-    selection = pd.DataFrame(
+    return pd.DataFrame(
         {
             "sample_id": ids[picks],
             "round": np.full(len(picks), round_index + 1, dtype=np.int64),
@@ -302,7 +314,6 @@ def pick(
             "threshold": np.full(len(picks), tau, dtype=np.float64),
         }
     )
-    return selection, info
 
 
 def _check_eligible(eligible, ids: np.ndarray, method: str) -> np.ndarray:

@@ -319,12 +319,7 @@ def train_round(
     metrics: ``train_loss`` (mean), ``loss_curve`` (loss per optimizer step), ``n_samples``, ``n_tokens``
     (target tokens trained on, all epochs), ``n_truncated``, ``n_skipped`` (no target token left after
     truncation), ``steps``, ``seconds``.
-
-    The defaults are for library use; a Kedro run passes the ``training`` block of
-    ``conf/base/parameters_rounds.yml``.
     """
-    from transformers import set_seed
-
     _check_training_args(
         model,
         epochs=epochs,
@@ -336,8 +331,15 @@ def train_round(
     kept, n_truncated, n_skipped = _trainable_features(
         tokenizer, samples, max_length=max_length, loss_on=loss_on, system=system
     )
-    use_cuda = next(model.parameters()).device.type == "cuda"
-    trainer_options = dict(
+    run, trained = _train_adapter(
+        model,
+        tokenizer,
+        kept,
+        adapter=adapter,
+        lora=lora,
+        qlora=qlora,
+        output_dir=output_dir,
+        progress=progress,
         num_train_epochs=epochs,
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
@@ -351,32 +353,7 @@ def train_round(
         seed=seed,
         data_seed=seed,
     )
-    with _base_restored(model), tempfile.TemporaryDirectory(prefix="p3-train-") as tmp:
-        train_model = _training_base(model, qlora, f"{tmp}/base-4bit")
-        set_seed(seed)  # LoRA init is drawn from the global RNG
-        peft_model = _peft_model(train_model, model, adapter, lora)
-        try:
-            if gradient_checkpointing:
-                peft_model.enable_input_require_grads()
-            run = _fit(
-                peft_model,
-                tokenizer,
-                kept,
-                output_dir=output_dir or f"{tmp}/trainer",
-                use_cuda=use_cuda,
-                progress=progress,
-                **trainer_options,
-            )
-            trained = LoraAdapter.from_peft(peft_model)
-            trained.config["base_model_name_or_path"] = (
-                getattr(model.config, "_name_or_path", None) or None
-            )
-        finally:
-            peft_model.unload()  # takes the LoRA layers out of the caller's base model
-            if train_model is not model:
-                del train_model
-                torch.cuda.empty_cache()
-    metrics = _train_metrics(
+    return trained, _train_metrics(
         run,
         trained,
         kept,
@@ -385,7 +362,6 @@ def train_round(
         n_skipped=n_skipped,
         learning_rate=learning_rate,
     )
-    return trained, metrics
 
 
 def _check_training_args(
@@ -458,7 +434,8 @@ def _training_base(model, qlora: bool, path: str):
         return model
     reason = qlora_unavailable_reason()
     if reason:
-        warnings.warn(f"qlora=True ignored: {reason}. Training plain LoRA instead.", stacklevel=3)
+        # stacklevel: _training_base ← _train_adapter ← train_round ← its caller
+        warnings.warn(f"qlora=True ignored: {reason}. Training plain LoRA instead.", stacklevel=4)
         log.warning("qlora=True ignored: %s. Training plain LoRA instead.", reason)
         return model
     return _load_4bit(model, path)
@@ -481,6 +458,42 @@ class _Run:
     losses: list[float]
     steps: int
     seconds: float
+
+
+def _train_adapter(
+    model, tokenizer, kept, *, adapter, lora, qlora, output_dir, progress, **trainer_options
+) -> tuple[_Run, LoraAdapter]:
+    """Fit the LoRA (``adapter`` continued, else a fresh one from ``lora``) on ``kept`` and take it
+    off the caller's base model again; ``trainer_options`` are ``TrainingArguments`` fields."""
+    from transformers import set_seed
+
+    use_cuda = next(model.parameters()).device.type == "cuda"
+    with _base_restored(model), tempfile.TemporaryDirectory(prefix="p3-train-") as tmp:
+        train_model = _training_base(model, qlora, f"{tmp}/base-4bit")
+        set_seed(trainer_options["seed"])  # LoRA init is drawn from the global RNG
+        peft_model = _peft_model(train_model, model, adapter, lora)
+        try:
+            if trainer_options["activation_checkpointing"]:
+                peft_model.enable_input_require_grads()
+            run = _fit(
+                peft_model,
+                tokenizer,
+                kept,
+                output_dir=output_dir or f"{tmp}/trainer",
+                use_cuda=use_cuda,
+                progress=progress,
+                **trainer_options,
+            )
+            trained = LoraAdapter.from_peft(peft_model)
+            trained.config["base_model_name_or_path"] = (
+                getattr(model.config, "_name_or_path", None) or None
+            )
+        finally:
+            peft_model.unload()  # takes the LoRA layers out of the caller's base model
+            if train_model is not model:
+                del train_model
+                torch.cuda.empty_cache()
+    return run, trained
 
 
 def _fit(peft_model, tokenizer, features, *, output_dir, use_cuda, progress, **options) -> _Run:

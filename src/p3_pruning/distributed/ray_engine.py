@@ -187,19 +187,7 @@ def _map_pool(
 ) -> pd.DataFrame:
     """Run ``task`` over ``frame`` on an actor pool; the workers' tables concatenated in ``frame``'s order."""
     cfg = ray_options(ray)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"samples table lacks column(s) {missing}; found {list(frame.columns)}")
-    if len(frame) == 0:
-        raise ValueError(f"the samples table is empty: nothing to {task} on Ray")
-    shipped = frame[columns].reset_index(drop=True)
-    shipped.insert(0, _ROW, np.arange(len(shipped)))
-    lengths = shipped["prompt"].astype(str).str.len()
-    if "response" in shipped.columns:
-        lengths = lengths + shipped["response"].fillna("").astype(str).str.len()
-    order = np.argsort(-lengths.to_numpy(), kind="stable")
-    step = int(cfg["batch_rows"])
-    blocks = [shipped.iloc[order[i : i + step]] for i in range(0, len(order), step)]
+    blocks = _blocks(task, frame, columns, int(cfg["batch_rows"]))
 
     with ray_cluster(cfg) as ray_mod:
         import ray.data
@@ -247,10 +235,31 @@ def _map_pool(
             threads,
             time.perf_counter() - start,
         )
+    return _in_frame_order(result, task, len(frame))
+
+
+def _blocks(task: str, frame: pd.DataFrame, columns: list[str], step: int) -> list[pd.DataFrame]:
+    """``frame[columns]`` with row numbers (``_ROW``), longest rows first, ``step`` rows a block."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"samples table lacks column(s) {missing}; found {list(frame.columns)}")
+    if len(frame) == 0:
+        raise ValueError(f"the samples table is empty: nothing to {task} on Ray")
+    shipped = frame[columns].reset_index(drop=True)
+    shipped.insert(0, _ROW, np.arange(len(shipped)))
+    lengths = shipped["prompt"].astype(str).str.len()
+    if "response" in shipped.columns:
+        lengths = lengths + shipped["response"].fillna("").astype(str).str.len()
+    order = np.argsort(-lengths.to_numpy(), kind="stable")
+    return [shipped.iloc[order[i : i + step]] for i in range(0, len(order), step)]
+
+
+def _in_frame_order(result: pd.DataFrame, task: str, n: int) -> pd.DataFrame:
+    """The workers' rows in the pool's order, each of the ``n`` exactly once, ``_ROW`` dropped."""
     result = result.sort_values(_ROW, kind="stable").reset_index(drop=True)
-    if not np.array_equal(result[_ROW].to_numpy(), np.arange(len(frame))):
+    if not np.array_equal(result[_ROW].to_numpy(), np.arange(n)):
         raise RuntimeError(
-            f"Ray {task} returned {len(result)} rows for a pool of {len(frame)}: rows lost or repeated"
+            f"Ray {task} returned {len(result)} rows for a pool of {n}: rows lost or repeated"
         )
     # Rebuilt from Python values (Arrow nulls as None), as the local functions build their tables,
     # so the dtypes match theirs rather than the Arrow-backed ones Ray Data hands back.
