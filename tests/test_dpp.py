@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from p3_pruning import dpp_kernel
-from p3_pruning.dpp import exact_greedy, greedy_map, greedy_map_reference
+from p3_pruning.dpp import exact_greedy, greedy_map, greedy_map_reference, log_det_path
 from p3_pruning.dpp_kernel import Kernel
 from p3_pruning.dpp_stochastic import sample_size, stochastic_greedy
 
@@ -365,3 +365,30 @@ def test_torch_code_path_gives_the_same_picks(mode):
 def test_bad_arguments_are_named(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         greedy_map(*args, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_det_path_is_every_shorter_runs_log_det_bit_for_bit(dtype):
+    rng = np.random.default_rng(4)
+    F = rng.standard_normal((700, 12)).astype(dtype)
+    q = rng.uniform(0.1, 1, 700)
+    picks, _ = greedy_map(F, q, 150, ridge=1e-3)
+    path = log_det_path(F, q, picks, ridge=1e-3)
+    for k in (1, 7, 64, 65, 129, 150):  # across the 64-pick blocks of the exact mode
+        shorter, log_det = greedy_map(F, q, k, ridge=1e-3)
+        assert list(shorter) == list(picks[:k]) and path[k - 1] == log_det
+    # any order of any items: the log det of each prefix (here against a dense determinant)
+    some = [5, 600, 42, 7]
+    L = (
+        np.diag(q)
+        @ (F.astype(np.float64) @ F.T.astype(np.float64) + 1e-3 * np.eye(700))
+        @ np.diag(q)
+    )
+    for t in range(len(some)):
+        sub = L[np.ix_(some[: t + 1], some[: t + 1])]
+        assert log_det_path(F, q, some, ridge=1e-3)[t] == pytest.approx(
+            np.linalg.slogdet(sub)[1], rel=1e-6
+        )
+    # ridge 0 past rank(F) = 12: no positive gain, -inf from there on
+    past = log_det_path(F, q, list(picks[:14]), ridge=0.0)
+    assert np.isfinite(past[:12]).all() and np.isneginf(past[12:]).all()

@@ -106,6 +106,29 @@ def test_each_point_is_the_strategy_at_that_setting(cached):
     assert again.iloc[0]["dpp_log_det"] == row["dpp_log_det"]
 
 
+@pytest.mark.parametrize("ridge", [1e-3, 0.0])  # 0: budgets past rank(F) = 8 need a second pass
+def test_budgets_read_from_one_dpp_run_equal_their_own_runs(cached, ridge):
+    scores, embeddings, _, _ = cached
+    budgets = [3, 0.05, 40, 12, 0.2]
+    table = grid(cached, percentiles=[30, 80], budgets=budgets, ridges=[ridge])
+    # the budgets as given: the table's budget column is float
+    for row, budget in zip(table.itertuples(), budgets * 2, strict=True):
+        sel, info = strategies.run_strategy(
+            "p3", scores, embeddings, budget=budget, start=row.percentile,
+            end=row.percentile, ridge=ridge, **RUN,
+        )  # fmt: skip
+        assert row.dpp_log_det == info["dpp_log_det"]
+        assert row.dpp_passes == info["dpp_passes"]
+        assert (row.k, row.selected, row.shortfall) == (
+            info["budget"], info["selected"], info["shortfall"],
+        )  # fmt: skip
+        assert row.selected_difficulty_mean == sel["difficulty"].mean()
+        configured = set(cached[2]["sample_id"])
+        assert row.overlap_configured == len(set(sel["sample_id"]) & configured) / len(sel)
+    if ridge == 0.0:
+        assert (table["dpp_passes"] > 1).any()
+
+
 def test_larger_ridge_gives_larger_log_det_and_more_budget_more_samples(cached):
     table = grid(cached, percentiles=[80])
     wide = table.pivot(index="budget", columns="ridge", values="dpp_log_det")

@@ -188,6 +188,35 @@ def greedy_map(
     return indices, log_det, info
 
 
+def log_det_path(
+    features, quality, picks, *, ridge: float = DEFAULT_RIDGE, rank_tol: float = 1e-9, device=None
+):
+    """log det L[S_t, S_t] for every prefix S_t = picks[:t + 1] of an ordered selection: (m,) float64.
+
+    The greedy run's own arithmetic, replayed on the picks alone (O(m·d²), no pass over F): each
+    pick's residual from P in float64, its term added to P. For the picks of an exact
+    ``greedy_map`` run on the same features, quality and ridge, the values are that run's, bit for
+    bit: entry t is the log det a run with k = t + 1 returns (the exact picks for k are the first k
+    of any longer run's). -inf from the first pick with no positive gain on, or whose residual is
+    at most ``rank_tol`` · max_i(‖f_i‖² + ε) (where greedy stops: the picks span the features).
+    """
+    kernel = Kernel.build(features, quality, ridge=ridge, device=device)
+    tol = rank_tol * kernel.scale
+    proj = Projector(kernel.shape[1], kernel.ops)
+    path = np.full(len(picks), -math.inf)
+    total = 0.0
+    for t, j in enumerate(np.asarray(picks, dtype=np.int64)):
+        fj = kernel.ops.f64_of(kernel.F[j])
+        pf, r = proj.residual(fj, kernel.sqnorm[j], kernel.ridge)
+        gain = float(kernel.q2[j]) * r
+        if not gain > 0 or r <= tol:
+            break
+        total += math.log(gain)
+        path[t] = total
+        proj.add(unit_u(fj, pf, r))
+    return path
+
+
 def exact_greedy(
     kernel: Kernel,
     k: int,

@@ -378,20 +378,24 @@ def dpp_features(embeddings) -> np.ndarray:
     return out
 
 
+def dpp_kernel_inputs(rows, X, difficulty, quality_floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The DPP's features and quality over ``rows`` (indices into X and difficulty): the rows'
+    :func:`dpp_features` and q = max(difficulty, quality_floor)."""
+    if not quality_floor > 0:
+        raise ValueError(f"quality_floor must be > 0, got {quality_floor!r}")
+    return dpp_features(X[rows]), np.maximum(difficulty[rows], quality_floor)
+
+
 def _dpp_pick(candidates, X, difficulty, k, opts, rng, info) -> np.ndarray:
     """Greedy MAP over ``candidates`` with q = max(difficulty, quality_floor); rerun on the rest
     while a run stops early (ridge = 0)."""
     want = min(k, len(candidates))
     if want == 0:
         return np.zeros(0, dtype=np.int64)
-    floor = opts["quality_floor"]
-    if not floor > 0:
-        raise ValueError(f"quality_floor must be > 0, got {floor!r}")
     picked: list[np.ndarray] = []
     rest = np.asarray(candidates, dtype=np.int64)
     while want > 0 and len(rest):
-        features = dpp_features(X[rest])
-        quality = np.maximum(difficulty[rest], floor)
+        features, quality = dpp_kernel_inputs(rest, X, difficulty, opts["quality_floor"])
         idx, log_det, run = dpp.greedy_map(
             features,
             quality,

@@ -18,6 +18,10 @@ selection that the configured run also selected, as the rounds' ``overlap_prev``
 ``jaccard_configured`` and ``seconds``. At the configured point (same percentile, budget, ridge and
 options as the run) the selection is the run's, bit for bit: overlap 1.
 
+Cost: p3's exact greedy MAP picks the same first k items whatever the budget, so the budgets of one
+(percentile, ridge) are read from one DPP run at the largest of them (prefixes, and the log det of
+each prefix replayed by :func:`p3_pruning.dpp.log_det_path`), equal to running each point alone.
+
 :func:`sweep_heatmap`: percentile × budget, one panel per ridge, colour = any numeric column.
 """
 
@@ -33,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from p3_pruning import strategies
+from p3_pruning import dpp, pacing, strategies
 
 plt.switch_backend("Agg")  # plots are written to files; no display
 
@@ -73,7 +77,10 @@ def _measure(scores, embeddings, configured_ids, *, method, **kwargs) -> dict:
     """Run the strategy once; the per-point metrics of the module doc."""
     start = time.perf_counter()
     chosen, info = strategies.run_strategy(method, scores, embeddings, **kwargs)
-    seconds = time.perf_counter() - start
+    return _metrics(chosen, info, configured_ids, time.perf_counter() - start)
+
+
+def _metrics(chosen: pd.DataFrame, info: dict, configured_ids, seconds: float) -> dict:
     picked = set(chosen["sample_id"])
     if configured_ids is None:
         overlap = jaccard = math.nan
@@ -99,6 +106,72 @@ def _measure(scores, embeddings, configured_ids, *, method, **kwargs) -> dict:
         "seconds": seconds,
         "percentile": info["percentile"],
     }
+
+
+def _budget_prefixes(scores, embeddings, configured_ids, budgets, run, point) -> list[dict]:
+    """p3's points for every budget at one (percentile, ridge), from one DPP run at the largest.
+
+    Exact greedy MAP's first k picks are the same for any longer run (the state after t picks does
+    not depend on k), so the selection for a smaller budget is a prefix of the largest budget's and
+    its log det is :func:`p3_pruning.dpp.log_det_path` at that length: the per-point values bit for
+    bit (a test compares them). A run that needed more than one DPP pass (ridge 0 past the
+    features' rank) is no prefix family: its budgets are measured one by one. ``seconds``: the
+    largest budget's point carries the threshold and the DPP run, every point its own share of the
+    log det replay and the time to read its prefix.
+    """
+    ks = [strategies.resolve_budget(b, len(scores)) for b in budgets]
+    top = int(np.argmax(ks))
+    start = time.perf_counter()
+    schedule = {"round_index": run["round_index"], "rounds": run["rounds"]}
+    eligible, info = strategies.threshold("p3", scores, **schedule, **point)
+    chosen, pick_info = strategies.pick(
+        "p3", scores, embeddings, eligible=eligible, budget=budgets[top], **run, **point
+    )
+    info = {**pick_info, **info, "eligible": pick_info["eligible"]}  # as run_strategy
+    largest = _metrics(chosen, info, configured_ids, time.perf_counter() - start)
+    if info["dpp_passes"] != 1:
+        return [
+            largest
+            if i == top
+            else _measure(scores, embeddings, configured_ids, method="p3", budget=b, **run, **point)
+            for i, b in enumerate(budgets)
+        ]
+    start = time.perf_counter()
+    path = _replay_log_dets(scores, embeddings, eligible, chosen, point)
+    replay = (time.perf_counter() - start) / len(ks)
+    out = []
+    for i, k in enumerate(ks):
+        if i == top:
+            out.append({**largest, "seconds": largest["seconds"] + replay})
+            continue
+        start = time.perf_counter()
+        prefix = chosen[chosen["pick_order"] < k]
+        m = len(prefix)
+        part = {
+            **info,
+            "budget": k,
+            "selected": m,
+            "shortfall": max(0, k - m),
+            "dpp_log_det": float(path[m - 1]) if m else math.nan,
+            "dpp_passes": 1 if m else 0,
+        }
+        out.append(_metrics(prefix, part, configured_ids, time.perf_counter() - start + replay))
+    return out
+
+
+def _replay_log_dets(scores, embeddings, eligible, chosen, point) -> np.ndarray:
+    """The running log det of the DPP pick order of ``chosen``, on the kernel the pick step built:
+    features and quality of the eligible candidates (``strategies.dpp_kernel_inputs``)."""
+    candidates = np.flatnonzero(eligible["eligible"].to_numpy(dtype=bool))
+    difficulty = pacing.as_difficulty(scores["difficulty"].to_numpy(), "scores['difficulty']")
+    floor = point.get("quality_floor", strategies.OPTION_DEFAULTS["quality_floor"])
+    features, quality = strategies.dpp_kernel_inputs(
+        candidates, np.asarray(embeddings), difficulty, floor
+    )
+    ids = scores["sample_id"].to_numpy()[candidates]
+    position = pd.Series(np.arange(len(candidates)), index=ids)
+    picks = position.loc[chosen.sort_values("pick_order")["sample_id"]].to_numpy()
+    return dpp.log_det_path(features, quality, picks, ridge=point["ridge"])
 
 
 def _configured_ids(configured: pd.DataFrame | None) -> set | None:
@@ -150,25 +223,28 @@ def sweep(
             raise ValueError(f"sweep percentiles must be in [0, 100], got {p!r}")
     base = {k: v for k, v in options.items() if k not in GRID_OPTIONS}
     configured_ids = _configured_ids(configured)
-    grid = list(itertools.product(percentiles, ridges, budgets))
+    run = {"round_index": round_index, "rounds": rounds, "seed": seed}
+    groups = list(itertools.product(percentiles, ridges))
     rows = []
-    for p, ridge, budget in _progress(grid, enabled=progress, total=len(grid), desc="sweep"):
-        metrics = _measure(
-            scores,
-            embeddings,
-            configured_ids,
-            method=method,
-            round_index=round_index,
-            rounds=rounds,
-            budget=budget,
-            seed=seed,
-            **base,
-            start=float(p),
-            end=float(p),
-            ridge=float(ridge),
-        )
-        metrics.pop("percentile")
-        rows.append({"percentile": float(p), "budget": budget, "ridge": float(ridge), **metrics})
+    for p, ridge in _progress(groups, enabled=progress, total=len(groups), desc="sweep"):
+        point = {**base, "start": float(p), "end": float(p), "ridge": float(ridge)}
+        if (
+            method == "p3"
+            and point.get("dpp_mode", strategies.OPTION_DEFAULTS["dpp_mode"]) == "exact"
+        ):
+            per_budget = _budget_prefixes(scores, embeddings, configured_ids, budgets, run, point)
+        else:
+            per_budget = [
+                _measure(
+                    scores, embeddings, configured_ids, method=method, budget=b, **run, **point
+                )
+                for b in budgets
+            ]
+        for budget, metrics in zip(budgets, per_budget, strict=True):
+            metrics.pop("percentile")
+            rows.append(
+                {"percentile": float(p), "budget": budget, "ridge": float(ridge), **metrics}
+            )
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
