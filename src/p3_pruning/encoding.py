@@ -32,8 +32,9 @@ import pandas as pd
 from p3_pruning.chat import DEFAULT_SYSTEM, encode_conversation, encode_pair
 from p3_pruning.segment import Span, get_segmenter
 
-# Library default; a Kedro run passes scoring.max_length (conf/base/parameters_rounds.yml).
-MAX_LENGTH = 1024
+# Library default, equal to conf/base's scoring.max_length (tests/test_defaults.py); a Kedro run
+# passes its own.
+MAX_LENGTH = 512
 
 
 class ScoringError(ValueError):

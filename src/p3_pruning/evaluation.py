@@ -33,10 +33,11 @@ from p3_pruning.training import MAX_LENGTH
 
 log = logging.getLogger(__name__)
 
-# Library defaults; a Kedro run passes its own (conf/base/parameters_evaluate.yml, cheap_eval in
-# parameters_rounds.yml). Generation: room for a GSM8K-length solution; finished rows leave the
-# batch, so a large batch costs what its rows need. NLL: sequences are cut where training cuts them.
-MAX_NEW_TOKENS = 256
+# Library defaults, equal to conf/base's (tests/test_defaults.py keeps them so); a Kedro run passes
+# its own. Generation: the default task's solutions take ~80 tokens, GSM8K / MATH ones ~250 (conf/gpu
+# sets 320); finished rows leave the batch, so a large batch costs what its rows need. NLL:
+# sequences are cut where training cuts them.
+MAX_NEW_TOKENS = 128
 GENERATION_BATCH = 64
 NLL_BATCH = 8
 
