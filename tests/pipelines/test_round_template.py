@@ -70,3 +70,32 @@ def test_every_method_builds_and_chains_through_its_adapters():
         free = pipe.inputs()
         assert {"train_pool", "eval_set"} <= free
         assert not any(".round_" in name for name in free), (method, free)
+
+
+def test_a_study_scores_round_1_once_per_seed_for_every_scoring_method():
+    import warnings
+
+    from p3_pruning.pipelines.study.pipeline import create_pipeline as study
+
+    methods = ["p3", "spl", "dpp", "static", "curriculum", "random", "full"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Kedro's note on dots in dataset names
+        pipe = study(methods, [0, 4], rounds=3)
+    scorers = sorted(n.name for n in pipe.nodes if n.name.endswith("round_1.score"))
+    assert scorers == ["base.seed_0.round_1.score", "base.seed_4.round_1.score"]
+    free = pipe.inputs()
+    assert not any(".round_" in name for name in free), free
+    for method in ("p3", "spl", "dpp", "static", "curriculum"):
+        for seed in (0, 4):
+            ns = round_name(method, 0, seed)
+            first = {n.name: set(n.inputs) for n in pipe.nodes if n.namespace == ns}
+            shared = f"base.seed_{seed}.round_1.scores"
+            assert any(shared in inputs for inputs in first.values()), (method, seed)
+            assert f"{ns}.score" not in first
+            assert f"base.seed_{seed}.round_1.score_info" in first[f"{ns}.summarize"]
+    # the trend term of round 2 reads the shared round-1 scores; round 2 rescores on its own
+    second = {n.name: set(n.inputs) for n in pipe.nodes if n.namespace == "p3.seed_4.round_2"}
+    assert "base.seed_4.round_1.scores" in second["p3.seed_4.round_2.threshold"]
+    assert "p3.seed_4.round_1.adapter" in second["p3.seed_4.round_2.score"]
+    # outside a study each method scores its own round 1, as before
+    assert "score" in steps("p3", 1) and "score" in steps("dpp", 1)

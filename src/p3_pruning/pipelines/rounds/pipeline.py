@@ -13,7 +13,10 @@ acyclic Kedro DAG. A round has the method's steps, and only those:
 =============  =========================================================================
 
 Which steps score comes from ``strategies.SCORING_REGIME`` (rescore / once / never). In a study the
-seed is part of the namespace (``<method>.seed_<s>.round_<e>``) and bound into the nodes.
+seed is part of the namespace (``<method>.seed_<s>.round_<e>``) and bound into the nodes, and round 1
+of every scoring method reads one shared scoring of the base model per seed
+(:func:`base_scoring_pipeline`, ``base.seed_<s>.round_1``): round 1 scores the same pool with the same
+model, settings and seed whatever the method, so the scores are the same and are computed once.
 """
 
 from __future__ import annotations
@@ -141,8 +144,12 @@ def _evaluate_step() -> Node:
     )
 
 
-def _summary_step(method: str, round_index: int, seed: int | None, steps: list[Node]) -> Node:
-    produced = {name for step in steps for name in step.outputs}
+def _summary_step(
+    method: str, round_index: int, seed: int | None, steps: list[Node], *, shared: bool = False
+) -> Node:
+    produced = {name for step in steps for name in step.outputs} | (
+        {"score_info"} if shared else set()
+    )
     inputs = {
         "select_info": "select_info",
         "train_info": "train_info",
@@ -171,11 +178,33 @@ def _summary_step(method: str, round_index: int, seed: int | None, steps: list[N
     )
 
 
-def round_pipeline(method: str, round_index: int, rounds: int, seed: int | None = None) -> Pipeline:
+def base_scoring_pipeline(seed: int | None = None) -> Pipeline:
+    """Round 1's scoring step alone (the base model on the pool), under ``base[.seed_<s>].round_1``:
+    what every scoring method's round 1 computes, for rounds built with ``shared_first_scores``."""
+    ns = round_name("base", 0, seed)
+    return Pipeline(
+        [_score_step(0, seed)],
+        namespace=ns,
+        inputs={"train_pool"},
+        parameters={"params:model", "params:scoring"}
+        | (set() if seed is not None else {"params:seed"}),
+    )
+
+
+def round_pipeline(
+    method: str,
+    round_index: int,
+    rounds: int,
+    seed: int | None = None,
+    *,
+    shared_first_scores: bool = False,
+) -> Pipeline:
     """The round template for ``method``'s round ``round_index`` (0-based) of ``rounds``.
 
     ``seed``: None reads ``params:seed`` (one run per seed); an int binds it and puts it in the
-    namespace (the study pipeline).
+    namespace (the study pipeline). ``shared_first_scores``: round 1's scores, embeddings and
+    score info are read from :func:`base_scoring_pipeline`'s outputs for the same seed instead of
+    a score step of the method's own.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
@@ -183,12 +212,18 @@ def round_pipeline(method: str, round_index: int, rounds: int, seed: int | None 
     first = round_index == 0
     steps: list[Node] = []
     mapping: dict[str, str] = {}
+    first_scores = round_name("base" if shared_first_scores else method, 0, seed)
 
-    if regime == "rescore" or (regime == "once" and first):
+    if regime != "never" and first and shared_first_scores:
+        mapping.update(
+            scores=f"{first_scores}.scores",
+            embeddings=f"{first_scores}.embeddings",
+            score_info=f"{first_scores}.score_info",
+        )
+    elif regime == "rescore" or (regime == "once" and first):
         steps.append(_score_step(round_index, seed))
     elif regime == "once":  # static scores: the base model's, computed once in round 1
-        first_round = round_name(method, 0, seed)
-        mapping.update(scores=f"{first_round}.scores", embeddings=f"{first_round}.embeddings")
+        mapping.update(scores=f"{first_scores}.scores", embeddings=f"{first_scores}.embeddings")
     if method in THRESHOLDED:
         steps.append(
             _threshold_step(method, round_index, rounds, regime == "rescore" and not first)
@@ -196,13 +231,14 @@ def round_pipeline(method: str, round_index: int, rounds: int, seed: int | None 
     steps.append(_select_step(method, round_index, rounds, seed))
     steps.append(_finetune_step(first, seed))
     steps.append(_evaluate_step())
-    steps.append(_summary_step(method, round_index, seed, steps))
+    steps.append(_summary_step(method, round_index, seed, steps, shared="score_info" in mapping))
 
     if not first:
         prev = round_name(method, round_index - 1, seed)
         mapping.update(prev_adapter=f"{prev}.adapter", prev_selection=f"{prev}.selection")
         if regime == "rescore" and method in THRESHOLDED:
-            mapping["prev_scores"] = f"{prev}.scores"
+            scored_prev = first_scores if round_index == 1 else prev
+            mapping["prev_scores"] = f"{scored_prev}.scores"
     used = {name for step in steps for name in step.inputs}
     return Pipeline(
         steps,
@@ -215,8 +251,17 @@ def round_pipeline(method: str, round_index: int, rounds: int, seed: int | None 
     )
 
 
-def create_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipeline:
-    """All ``rounds`` rounds of ``method``, chained through their adapters."""
+def create_pipeline(
+    method: str, rounds: int, seed: int | None = None, *, shared_first_scores: bool = False
+) -> Pipeline:
+    """All ``rounds`` rounds of ``method``, chained through their adapters (``shared_first_scores``:
+    as :func:`round_pipeline`)."""
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
-    return sum((round_pipeline(method, e, rounds, seed) for e in range(rounds)), Pipeline([]))
+    return sum(
+        (
+            round_pipeline(method, e, rounds, seed, shared_first_scores=shared_first_scores)
+            for e in range(rounds)
+        ),
+        Pipeline([]),
+    )
