@@ -77,3 +77,9 @@ def test_lora_pacing_and_selection_defaults_equal_the_base_config(conf):
     assert conf["selection"]["ridge"] == dpp.DEFAULT_RIDGE
     # the held-out NLL cuts where training cuts
     assert defaults(evaluation.cheap_eval)["max_length"] == conf["training"]["max_length"]
+
+
+def test_offline_default_data_levels_equal_the_base_config(conf):
+    from p3_pruning.data.reasoning import DEFAULT_LEVELS
+
+    assert conf["data"]["default"]["levels"] == DEFAULT_LEVELS

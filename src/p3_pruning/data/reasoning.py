@@ -25,16 +25,19 @@ from tqdm.auto import tqdm
 
 from p3_pruning.data.schema import content_id, samples_frame
 
+# Within reach of a 135M model in one LoRA pass: level 1 is one operation on one-digit numbers
+# (~100-200 distinct problems per task, so a level holds at most that many samples), level 3 what
+# the model almost never solves untrained.
 DEFAULT_LEVELS: dict[str, dict[str, dict[str, int]]] = {
     "chain_sum": {
-        "1": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
-        "2": {"min_terms": 3, "max_terms": 4, "min_digits": 2, "max_digits": 3},
-        "3": {"min_terms": 4, "max_terms": 6, "min_digits": 3, "max_digits": 4},
+        "1": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+        "2": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+        "3": {"min_terms": 3, "max_terms": 4, "min_digits": 2, "max_digits": 2},
     },
     "products": {
-        "1": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2},
-        "2": {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2},
-        "3": {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 3},
+        "1": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+        "2": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2},
+        "3": {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2},
     },
 }
 ANSWER_INSTRUCTION = "End your reply with a line 'Answer: <number>'."
