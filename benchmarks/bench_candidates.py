@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from p3_pruning import stats
+from p3_pruning.workspace import latest_version
 
 RESULTS = Path("data/08_reporting/study/results.csv")
 LABEL = "p3_candidates"
@@ -27,15 +28,12 @@ LABEL = "p3_candidates"
 
 def latest_results(workspace: Path) -> pd.DataFrame:
     """The newest version of a workspace's study results table (Kedro versioned CSV)."""
-    folder = workspace / RESULTS
-    versions = (
-        sorted(p for p in folder.iterdir() if (p / RESULTS.name).is_file())
-        if folder.is_dir()
-        else []
-    )
-    if not versions:
-        raise FileNotFoundError(f"no study results under {folder}: run the study there first")
-    return pd.read_csv(versions[-1] / RESULTS.name)
+    try:
+        return pd.read_csv(latest_version(workspace, RESULTS))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"no study results in {workspace}: run the study there first"
+        ) from err
 
 
 def combine(full: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:

@@ -168,6 +168,33 @@ def study_table(
     return pd.DataFrame(rows)
 
 
+def merge_results(tables: Sequence[pd.DataFrame], *, metric: str = "accuracy") -> pd.DataFrame:
+    """Several studies' long tables as one, to pool more seeds (or methods) of the same setup.
+
+    Each (method, seed) may come from one table only. Rows without a seed (the base model,
+    evaluated once per study) are kept once, and must agree on ``metric``: two studies whose base
+    accuracy differs did not evaluate on the same set and cannot be pooled.
+    """
+    if not tables:
+        raise ValueError("merge_results needs at least one results table")
+    for table in tables:
+        _check_results(table, metric)
+    merged = pd.concat(list(tables), ignore_index=True)
+    unseeded = merged["seed"].isna()
+    for method, part in merged[unseeded].groupby("method", sort=False):
+        if part[metric].nunique(dropna=False) > 1:
+            values = sorted(part[metric].tolist())
+            raise ValueError(
+                f"the studies' {method!r} rows disagree on {metric} ({values}): "
+                "not the same evaluation set, so they cannot be pooled"
+            )
+    merged = pd.concat(
+        [merged[~unseeded], merged[unseeded].drop_duplicates("method")], ignore_index=True
+    )
+    _check_results(merged, metric)  # a (method, seed) that two studies both ran
+    return merged
+
+
 def _stderr_within(part: pd.DataFrame, metric: str) -> float:
     if "n_eval" not in part.columns:
         return math.nan

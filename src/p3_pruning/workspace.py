@@ -49,6 +49,26 @@ def make_workspace(
     return dest
 
 
+def latest_version(workspace: str | Path, relpath: str | Path) -> Path:
+    """The newest version of a Kedro versioned dataset ``relpath`` (``<relpath>/<version>/<name>``).
+
+    Versions are timestamps, so the last in sorted order is the newest. FileNotFoundError naming
+    the folder when there is none (the pipeline that writes it has not run there).
+    """
+    relpath = Path(relpath)
+    folder = Path(workspace) / relpath
+    versions = (
+        sorted(p for p in folder.iterdir() if (p / relpath.name).is_file())
+        if folder.is_dir()
+        else []
+    )
+    if not versions:
+        raise FileNotFoundError(
+            f"no version of {relpath} under {folder}: run its pipeline there first"
+        )
+    return versions[-1] / relpath.name
+
+
 @contextlib.contextmanager
 def inside(path: str | Path):
     """Temporarily make ``path`` the working directory (pipelines are built from its config)."""

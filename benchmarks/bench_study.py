@@ -1,0 +1,117 @@
+"""The study's table, as in the README, from one or more finished ``study`` workspaces.
+
+Reads each workspace's newest study results (``data/08_reporting/study/results.csv``: one row per
+method and seed), pools them (:func:`p3_pruning.stats.merge_results`: more seeds of the same setup,
+each (method, seed) from one study only) after checking that every workspace trained and evaluated
+on the same samples, and prints per method: mean accuracy with its 95 % t interval over seeds, the
+binomial stderr within a seed, the paired difference against ``random`` and ``full`` seed by seed,
+accuracy per level, samples trained, estimated FLOPs (total and by stage) with their ratio to
+``random``'s, and wall seconds. Markdown, ready for the README.
+
+    kedro run --pipeline study --env study_cpu     # workspace A: five methods, seeds 0-2
+    # workspace B: the same env with study: {methods: [p3, random], seeds: [3, 4, 5]}
+    .venv/bin/python benchmarks/bench_study.py A B
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from p3_pruning import stats
+from p3_pruning.workspace import latest_version
+
+RESULTS = Path("data/08_reporting/study/results.csv")
+SPLITS = (Path("data/03_primary/train_pool.parquet"), Path("data/03_primary/eval_set.parquet"))
+_LEVEL = re.compile(r"^accuracy/(\d+)$")
+
+
+def same_samples(workspaces: list[Path]) -> None:
+    """ValueError unless every workspace has the same train pool and eval set (by sample id)."""
+    for split in SPLITS:
+        first = None
+        for workspace in workspaces:
+            ids = pd.read_parquet(latest_version(workspace, split), columns=["sample_id"])
+            ids = sorted(ids["sample_id"])
+            if first is None:
+                first = (workspace, ids)
+            elif ids != first[1]:
+                raise ValueError(
+                    f"{split.name} differs between {first[0]} and {workspace}: "
+                    "their studies cannot be pooled"
+                )
+
+
+def load(workspaces: list[Path]) -> pd.DataFrame:
+    """The workspaces' study results pooled into one long table."""
+    same_samples(workspaces)
+    return stats.merge_results([pd.read_csv(latest_version(w, RESULTS)) for w in workspaces])
+
+
+def _pct(value: float) -> str:
+    return "—" if value != value else f"{100 * value:.1f}"
+
+
+def _diff(row: pd.Series, ref: str) -> str:
+    mean = row.get(f"diff_vs_{ref}", math.nan)
+    if mean != mean or row["method"] == ref:
+        return "—"
+    low, high = row[f"diff_vs_{ref}_ci_low"], row[f"diff_vs_{ref}_ci_high"]
+    if low != low:
+        return f"{100 * mean:+.1f}"
+    return f"{100 * mean:+.1f} ({100 * low:+.1f} … {100 * high:+.1f})"
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The study table as a Markdown table (base model first, then the methods as they ran)."""
+    levels = sorted(
+        (c for c in table.columns if _LEVEL.match(c)), key=lambda c: int(_LEVEL.match(c)[1])
+    )
+    by = table.set_index("method")
+    random_flops = by["total_flops"].get("random", math.nan)
+    head = (
+        "| method | seeds | accuracy | 95 % interval over seeds | ± within a seed "
+        "| vs random, paired (95 %), points | vs full, paired (95 %), points "
+        f"| {' / '.join('L' + _LEVEL.match(c)[1] for c in levels)} % | samples trained "
+        "| FLOPs total (score / train / eval + generation) | FLOPs / random | wall s |"
+    )
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    order = sorted(table.index, key=lambda i: table.loc[i, "method"] != "base")
+    for i in order:
+        row = table.loc[i]
+        interval = (
+            "—"
+            if row["ci_low"] != row["ci_low"]
+            else f"{_pct(row['ci_low'])} – {_pct(row['ci_high'])}"
+        )
+        evaluation = row.get("eval_flops", 0.0) + row.get("generation_flops", 0.0)
+        flops = (
+            f"{row['total_flops']:.2g} ({row.get('score_flops', 0.0):.2g} / "
+            f"{row.get('train_flops', 0.0):.2g} / {evaluation:.2g})"
+        )
+        ratio = "—" if random_flops != random_flops else f"{row['total_flops'] / random_flops:.2f}×"
+        lines.append(
+            f"| {row['method']} | {int(row['n_seeds'])} | {_pct(row['mean'])} % | {interval} "
+            f"| {_pct(row['stderr_within'])} | {_diff(row, 'random')} | {_diff(row, 'full')} "
+            f"| {' / '.join(_pct(row[c]) for c in levels)} | {row['samples_trained']:.0f} "
+            f"| {flops} | {ratio} | {row['total_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(workspaces: list[Path]) -> pd.DataFrame:
+    table = stats.study_table(load(workspaces))
+    print(markdown(table))
+    return table
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("workspaces", type=Path, nargs="+", help="finished study workspaces")
+    main(parser.parse_args().workspaces)

@@ -1,0 +1,97 @@
+"""Pooling studies: more seeds from several workspaces, one table (benchmarks/bench_study.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from p3_pruning import stats
+from p3_pruning.workspace import PROJECT_ROOT, latest_version
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_study", PROJECT_ROOT / "benchmarks" / "bench_study.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+VERSION = "2026-01-02T00.00.00.000Z"
+
+
+def results(rows, base=0.2) -> pd.DataFrame:
+    seeded = [
+        {
+            "method": m,
+            "seed": float(s),
+            "accuracy": a,
+            "n_eval": 100,
+            "accuracy/1": a + 0.1,
+            "accuracy/2": a - 0.1,
+            "samples_trained": 10,
+            "score_flops": 1.0 if m == "p3" else 0.0,
+            "train_flops": 2.0,
+            "eval_flops": 1.0,
+            "generation_flops": 1.0,
+            "total_flops": 5.0 if m == "p3" else 4.0,
+            "total_seconds": 9.0,
+        }
+        for m, s, a in rows
+    ]
+    base_row = {"method": "base", "seed": float("nan"), "accuracy": base, "n_eval": 100}
+    return pd.DataFrame([*seeded, base_row])
+
+
+def write(workspace, table, samples=("a", "b", "c")):
+    for relpath, frame in (
+        (bench.RESULTS, table),
+        (bench.SPLITS[0], pd.DataFrame({"sample_id": list(samples)})),
+        (bench.SPLITS[1], pd.DataFrame({"sample_id": ["x", "y"]})),
+    ):
+        folder = workspace / relpath / VERSION
+        folder.mkdir(parents=True)
+        if relpath.suffix == ".csv":
+            frame.to_csv(folder / relpath.name, index=False)
+        else:
+            frame.to_parquet(folder / relpath.name)
+    return workspace
+
+
+def test_two_studies_pool_their_seeds_into_one_table(tmp_path, capsys):
+    a = write(tmp_path / "a", results([("p3", 0, 0.30), ("random", 0, 0.20)]))
+    b = write(tmp_path / "b", results([("p3", 1, 0.50), ("random", 1, 0.30)]))
+    table = bench.main([a, b]).set_index("method")
+    assert table.loc["p3", "n_seeds"] == 2 and table.loc["random", "n_seeds"] == 2
+    assert table.loc["p3", "mean"] == pytest.approx(0.40)
+    # paired by seed: +0.10 and +0.20
+    assert table.loc["p3", "diff_vs_random"] == pytest.approx(0.15)
+    assert table.loc["base", "n_seeds"] == 1  # kept once
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| method | seeds | accuracy") and "L1 / L2 %" in out[0]
+    rows = [line.split(" | ")[0] for line in out[2:]]
+    assert rows == ["| base", "| p3", "| random"]
+    p3 = next(line for line in out if line.startswith("| p3 "))
+    assert "| 40.0 % |" in p3 and "+15.0 (" in p3 and "1.25×" in p3
+
+
+def test_studies_that_cannot_be_pooled_are_refused(tmp_path):
+    a = results([("p3", 0, 0.3)])
+    with pytest.raises(ValueError, match=r"method 'p3', seed 0"):
+        stats.merge_results([a, results([("p3", 0, 0.4)])])
+    with pytest.raises(ValueError, match="'base' rows disagree"):
+        stats.merge_results([a, results([("p3", 1, 0.4)], base=0.25)])
+    with pytest.raises(ValueError, match="at least one"):
+        stats.merge_results([])
+    first = write(tmp_path / "a", a)
+    other = write(tmp_path / "b", results([("p3", 1, 0.4)]), samples=("a", "b", "d"))
+    with pytest.raises(ValueError, match="train_pool.parquet differs"):
+        bench.load([first, other])
+
+
+def test_latest_version_reads_the_newest_and_names_a_missing_folder(tmp_path):
+    for version in ("2026-01-01T00.00.00.000Z", VERSION):
+        (tmp_path / "t.csv" / version).mkdir(parents=True)
+        (tmp_path / "t.csv" / version / "t.csv").write_text(version)
+    assert latest_version(tmp_path, "t.csv").read_text() == VERSION
+    with pytest.raises(FileNotFoundError, match="no version of missing.csv"):
+        latest_version(tmp_path, "missing.csv")
