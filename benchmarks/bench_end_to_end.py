@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from p3_pruning.compute import run_compute
+from p3_pruning.workspace import latest_version
 
 METHODS = ("p3", "random", "full")
 REFERENCES = ("full", "random")
@@ -33,24 +34,14 @@ STAGES = ("score", "train", "eval", "generation")  # the stages that read tokens
 SECOND_STAGES = ("score", "threshold", "select", "train", "eval", "generation")
 
 
-def latest_version(path: Path) -> Path:
-    """The newest version of a versioned Kedro file ``path`` (``path/<version>/<name>``)."""
-    versions = (
-        sorted(p for p in path.iterdir() if (p / path.name).is_file()) if path.is_dir() else []
-    )
-    if not versions:
-        raise FileNotFoundError(f"no saved version of {path} (did the pipeline run?)")
-    return versions[-1] / path.name
-
-
 def load_records(workspace: Path, method: str, rounds: int) -> tuple[list[dict], dict]:
     """``method``'s round summaries (rounds 1..``rounds``, in order) and its final metrics."""
-    reporting = workspace / "data" / "08_reporting" / method
+    reporting = f"data/08_reporting/{method}"
     summaries = [
-        json.loads(latest_version(reporting / f"round_{e}" / "summary.json").read_text())
+        json.loads(latest_version(workspace, f"{reporting}/round_{e}/summary.json").read_text())
         for e in range(1, rounds + 1)
     ]
-    final = json.loads(latest_version(reporting / "final" / "metrics.json").read_text())
+    final = json.loads(latest_version(workspace, f"{reporting}/final/metrics.json").read_text())
     return summaries, final
 
 

@@ -52,13 +52,14 @@ def make_workspace(
 def latest_version(workspace: str | Path, relpath: str | Path) -> Path:
     """The newest version of a Kedro versioned dataset ``relpath`` (``<relpath>/<version>/<name>``).
 
-    Versions are timestamps, so the last in sorted order is the newest. FileNotFoundError naming
+    A file or, for folder datasets (adapters, exports), a folder. Versions are timestamps, so the
+    last in sorted order is the newest. FileNotFoundError naming
     the folder when there is none (the pipeline that writes it has not run there).
     """
     relpath = Path(relpath)
     folder = Path(workspace) / relpath
     versions = (
-        sorted(p for p in folder.iterdir() if (p / relpath.name).is_file())
+        sorted(p for p in folder.iterdir() if (p / relpath.name).exists())
         if folder.is_dir()
         else []
     )

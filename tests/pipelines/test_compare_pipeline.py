@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from p3_pruning.strategies import METHODS, THRESHOLDED
-from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
+from p3_pruning.workspace import PROJECT_ROOT, latest_version, make_workspace, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +34,6 @@ TINY = {
     "cheap_eval": {"max_samples": 4, "progress": False},
     "generation": {"max_new_tokens": 12, "batch_size": 8, "progress": False},
 }
-
-
-def latest(ws: Path, relative: str) -> Path:
-    """The latest version of a versioned file dataset."""
-    versions = sorted((ws / relative).iterdir())
-    assert versions, f"no version of {relative}"
-    return versions[-1] / Path(relative).name
 
 
 def versions(ws: Path, relative: str) -> list[str]:
@@ -70,7 +63,9 @@ def test_the_run_ends_with_a_result_table(compared):
 def test_threshold_writes_the_eligible_table(compared):
     for method in THRESHOLDED:
         for e in (1, 2):
-            path = latest(compared, f"data/05_model_input/{method}/round_{e}/eligible.parquet")
+            path = latest_version(
+                compared, f"data/05_model_input/{method}/round_{e}/eligible.parquet"
+            )
             eligible = pd.read_parquet(path)
             assert list(eligible.columns) == [
                 "sample_id",
@@ -81,7 +76,9 @@ def test_threshold_writes_the_eligible_table(compared):
             ]
             assert len(eligible) == POOL
             sel = pd.read_parquet(
-                latest(compared, f"data/05_model_input/{method}/round_{e}/selection.parquet")
+                latest_version(
+                    compared, f"data/05_model_input/{method}/round_{e}/selection.parquet"
+                )
             )
             assert set(sel["sample_id"]) <= set(eligible.loc[eligible["eligible"], "sample_id"])
     for method in ("dpp", "random", "full"):
@@ -106,7 +103,7 @@ def test_mlflow_filter_by_method_returns_exactly_its_child_runs(compared):
 
 
 def test_report_covers_every_method_and_the_base_model(compared):
-    report = pd.read_csv(latest(compared, "data/08_reporting/compare/report.csv"))
+    report = pd.read_csv(latest_version(compared, "data/08_reporting/compare/report.csv"))
     assert sorted(report["method"]) == sorted([*METHODS, "base"])
     assert report["accuracy"].between(0, 1).all()
     used = report.set_index("method")["samples_used"]
@@ -115,7 +112,9 @@ def test_report_covers_every_method_and_the_base_model(compared):
         assert used[method] == expected, method
     assert (report.set_index("method").loc[list(METHODS), "train_seconds"] > 0).all()
     for plot in ("accuracy", "threshold", "overlap"):
-        assert latest(compared, f"data/08_reporting/compare/{plot}.png").stat().st_size > 1000
+        assert (
+            latest_version(compared, f"data/08_reporting/compare/{plot}.png").stat().st_size > 1000
+        )
 
 
 def test_rounds_write_versioned_outputs_in_their_layers(compared):
@@ -124,10 +123,10 @@ def test_rounds_write_versioned_outputs_in_their_layers(compared):
             base = f"{method}/round_{e}"
             assert len(versions(compared, f"data/05_model_input/{base}/selection.parquet")) == 1
             assert (
-                latest(compared, f"data/06_models/{base}/adapter") / "adapter_config.json"
+                latest_version(compared, f"data/06_models/{base}/adapter") / "adapter_config.json"
             ).exists()
             summary = json.loads(
-                latest(compared, f"data/08_reporting/{base}/summary.json").read_text()
+                latest_version(compared, f"data/08_reporting/{base}/summary.json").read_text()
             )
             assert summary["method"] == method and summary["round"] == e
     # only rescoring methods score after round 1; static scores come from the base model once
@@ -139,14 +138,20 @@ def test_rounds_write_versioned_outputs_in_their_layers(compared):
 def test_p3_selects_only_eligible_and_static_reuses_base_scores(compared):
     for e in (1, 2):
         sel = pd.read_parquet(
-            latest(compared, f"data/05_model_input/p3/round_{e}/selection.parquet")
+            latest_version(compared, f"data/05_model_input/p3/round_{e}/selection.parquet")
         )
-        scores = pd.read_parquet(latest(compared, f"data/04_feature/p3/round_{e}/scores.parquet"))
+        scores = pd.read_parquet(
+            latest_version(compared, f"data/04_feature/p3/round_{e}/scores.parquet")
+        )
         assert len(sel) == BUDGET and sel["sample_id"].is_unique
         assert (sel["difficulty"] <= sel["threshold"]).all()
         assert set(sel["sample_id"]) <= set(scores["sample_id"])
-    base = pd.read_parquet(latest(compared, "data/04_feature/static/round_1/scores.parquet"))
-    sel2 = pd.read_parquet(latest(compared, "data/05_model_input/static/round_2/selection.parquet"))
+    base = pd.read_parquet(
+        latest_version(compared, "data/04_feature/static/round_1/scores.parquet")
+    )
+    sel2 = pd.read_parquet(
+        latest_version(compared, "data/05_model_input/static/round_2/selection.parquet")
+    )
     merged = sel2.merge(base, on="sample_id", suffixes=("", "_base"))
     assert len(merged) == len(sel2)
     assert (merged["difficulty"] == merged["difficulty_base"]).all()
@@ -218,10 +223,15 @@ def test_resume_after_a_failed_round_matches_an_uninterrupted_run(tmp_path, monk
     for e in (1, 2):
         rel = f"data/05_model_input/p3/round_{e}/selection.parquet"
         pd.testing.assert_frame_equal(
-            pd.read_parquet(latest(clean, rel)), pd.read_parquet(latest(broken, rel))
+            pd.read_parquet(latest_version(clean, rel)),
+            pd.read_parquet(latest_version(broken, rel)),
         )
-    a = json.loads(latest(clean, "data/07_model_output/p3/round_2/eval_info.json").read_text())
-    b = json.loads(latest(broken, "data/07_model_output/p3/round_2/eval_info.json").read_text())
+    a = json.loads(
+        latest_version(clean, "data/07_model_output/p3/round_2/eval_info.json").read_text()
+    )
+    b = json.loads(
+        latest_version(broken, "data/07_model_output/p3/round_2/eval_info.json").read_text()
+    )
     assert a["eval_nll"] == pytest.approx(b["eval_nll"], rel=1e-6)
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
+from p3_pruning.workspace import PROJECT_ROOT, latest_version, make_workspace, run_pipeline
 
 pytest.importorskip("ray")  # the `ray` extra, which scripts/setup.sh installs
 pytestmark = pytest.mark.slow
@@ -26,10 +24,6 @@ TINY = {
 RAY = {"address": None, "num_workers": 2, "num_gpus_per_worker": 0, "batch_rows": 6, "num_cpus": 2}
 
 
-def latest(ws: Path, relative: str) -> Path:
-    return sorted((ws / relative).iterdir())[-1] / Path(relative).name
-
-
 def test_ray_backend_scores_equal_the_local_backend(tmp_path):
     local = make_workspace(tmp_path / "local", TINY)
     run_pipeline(local, "p3")
@@ -38,13 +32,15 @@ def test_ray_backend_scores_equal_the_local_backend(tmp_path):
     )
     run_pipeline(spread, "p3")
     rel = "data/04_feature/p3/round_1/scores.parquet"
-    a, b = pd.read_parquet(latest(local, rel)), pd.read_parquet(latest(spread, rel))
+    a, b = pd.read_parquet(latest_version(local, rel)), pd.read_parquet(latest_version(spread, rel))
     assert list(a["sample_id"]) == list(b["sample_id"])
     assert list(a["status"]) == list(b["status"])
     np.testing.assert_allclose(a["difficulty"], b["difficulty"], atol=1e-6, rtol=0)
     rel = "data/04_feature/p3/round_1/embeddings.npy"
-    np.testing.assert_allclose(np.load(latest(local, rel)), np.load(latest(spread, rel)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.load(latest_version(local, rel)), np.load(latest_version(spread, rel)), atol=1e-5
+    )
     sel = "data/05_model_input/p3/round_1/selection.parquet"
     pd.testing.assert_frame_equal(
-        pd.read_parquet(latest(local, sel)), pd.read_parquet(latest(spread, sel))
+        pd.read_parquet(latest_version(local, sel)), pd.read_parquet(latest_version(spread, sel))
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from p3_pruning.pipelines.study.nodes import results_table
 from p3_pruning.stats import study_table
-from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
+from p3_pruning.workspace import PROJECT_ROOT, latest_version, make_workspace, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +26,6 @@ TINY = {
 }
 
 
-def latest(ws: Path, relative: str) -> Path:
-    versions = sorted((ws / relative).iterdir())
-    assert versions, f"no version of {relative}"
-    return versions[-1] / Path(relative).name
-
-
 @pytest.fixture(scope="module")
 def studied(tmp_path_factory):
     ws = make_workspace(tmp_path_factory.mktemp("study"), TINY)
@@ -42,7 +34,7 @@ def studied(tmp_path_factory):
 
 
 def test_report_has_a_row_per_method_with_intervals_and_compute(studied):
-    report = pd.read_csv(latest(studied, "data/08_reporting/study/report.csv"))
+    report = pd.read_csv(latest_version(studied, "data/08_reporting/study/report.csv"))
     assert list(report["method"]) == ["p3", "random", "base"]
     for column in (
         "n_seeds",
@@ -68,11 +60,11 @@ def test_report_has_a_row_per_method_with_intervals_and_compute(studied):
     assert rows.loc["random", "diff_vs_random"] == 0
     assert any(c.startswith("accuracy/") for c in report.columns)
     for plot in ("accuracy", "compute", "difficulty_by_level"):
-        assert latest(studied, f"data/08_reporting/study/{plot}.png").stat().st_size > 1000
+        assert latest_version(studied, f"data/08_reporting/study/{plot}.png").stat().st_size > 1000
 
 
 def test_seeds_live_in_their_own_namespaces(studied):
-    results = pd.read_csv(latest(studied, "data/08_reporting/study/results.csv"))
+    results = pd.read_csv(latest_version(studied, "data/08_reporting/study/results.csv"))
     assert sorted(zip(results["method"], results["seed"].fillna(-1), strict=True)) == [
         ("base", -1),
         ("p3", 0),
@@ -80,8 +72,12 @@ def test_seeds_live_in_their_own_namespaces(studied):
         ("random", 0),
         ("random", 1),
     ]
-    a = pd.read_parquet(latest(studied, "data/05_model_input/p3.seed_0/round_1/selection.parquet"))
-    b = pd.read_parquet(latest(studied, "data/05_model_input/p3.seed_1/round_1/selection.parquet"))
+    a = pd.read_parquet(
+        latest_version(studied, "data/05_model_input/p3.seed_0/round_1/selection.parquet")
+    )
+    b = pd.read_parquet(
+        latest_version(studied, "data/05_model_input/p3.seed_1/round_1/selection.parquet")
+    )
     assert len(a) == len(b) == 4
 
 
