@@ -53,8 +53,8 @@ def latest_version(workspace: str | Path, relpath: str | Path) -> Path:
     """The newest version of a Kedro versioned dataset ``relpath`` (``<relpath>/<version>/<name>``).
 
     A file or, for folder datasets (adapters, exports), a folder. Versions are timestamps, so the
-    last in sorted order is the newest. FileNotFoundError naming
-    the folder when there is none (the pipeline that writes it has not run there).
+    last in sorted order is the newest. FileNotFoundError naming the folder when there is none
+    (the pipeline that writes it has not run there).
     """
     relpath = Path(relpath)
     folder = Path(workspace) / relpath
