@@ -139,6 +139,7 @@ class DefaultData(Block):
     seed: NonNegativeInt
     tasks: list[str]
     levels: dict[str, dict[str, dict[str, Any]]] | None = None
+    fill: bool = False
 
     @field_validator("levels")
     @classmethod
@@ -157,6 +158,27 @@ class SplitParams(Block):
     max_eval: PositiveInt | None = None
 
 
+class InjectParams(Block):
+    """``data.inject``: the composed-pool experiment (``p3_pruning.data.inject``); zeros: off."""
+
+    seed: NonNegativeInt = 0
+    noise: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    duplicate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    off_task: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    too_hard: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    exact_duplicates: bool = False
+    off_task_tasks: Annotated[list[str], Field(min_length=1)] = ["spell_backward", "letter_counting"]
+    too_hard_levels: dict[str, dict[str, dict[str, Any]]] | None = None
+
+    @field_validator("too_hard")
+    @classmethod
+    def _sum(cls, value, info: ValidationInfo):
+        total = value + sum(info.data.get(k) or 0 for k in ("noise", "duplicate", "off_task"))
+        if total >= 1:
+            raise ValueError(f"expected the fractions to sum to < 1 (some clean rows), got {total}")
+        return value
+
+
 class DataParams(Block):
     source: str
     path: str | None = Field(default=None, validate_default=True)
@@ -165,6 +187,14 @@ class DataParams(Block):
     on_bad_record: Literal["raise", "quarantine"] = "raise"
     default: DefaultData | None = Field(default=None, validate_default=True)
     split: SplitParams | None = None
+    inject: InjectParams | None = None
+
+    @field_validator("inject")
+    @classmethod
+    def _inject(cls, value, info: ValidationInfo):
+        if value is not None and value.too_hard and info.data.get("source") != "default":
+            raise ValueError("too_hard needs data.source default (its levels are extended)")
+        return value
 
     @field_validator("source")
     @classmethod
@@ -286,11 +316,19 @@ class SelectionParams(Block):
     dpp_mode: str | None = None
     delta: Annotated[float, Field(gt=0, lt=1)] | None = None
     quality_floor: Annotated[float, Field(gt=0)] | None = None
+    quality: str | None = None
 
     @field_validator("dpp_mode")
     @classmethod
     def _mode(cls, value):
         return value if value is None else _one_of(value, dpp.MODES, "dpp_mode")
+
+    @field_validator("quality")
+    @classmethod
+    def _quality(cls, value):
+        from p3_pruning.strategies import QUALITY_RULES
+
+        return value if value is None else _one_of(value, QUALITY_RULES, "selection.quality")
 
 
 class LoraParams(Block):
@@ -429,9 +467,53 @@ class ExportParams(Block):
 
 
 # ----------------------------------------------------------------------------------- study
+ARM_BLOCKS = ("budget", "scoring", "pacing", "selection", "training")  # what an arm may override
+
+
+class ArmParams(Block):
+    """``study.arms.<name>``: a method plus overrides of the round's parameter blocks (merged
+    into the run's blocks key by key), over its own seeds or the study's."""
+
+    method: str
+    seeds: Annotated[list[NonNegativeInt], Field(min_length=1)] | None = None
+    budget: PositiveInt | Fraction01 | None = None
+    scoring: dict[str, Any] | None = None
+    pacing: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value):
+        from p3_pruning.strategies import METHODS
+
+        return _one_of(value, METHODS, "study.arms.<name>.method")
+
+    def overrides(self) -> dict[str, Any]:
+        """The blocks this arm overrides (``ARM_BLOCKS`` keys that are set)."""
+        return {k: getattr(self, k) for k in ARM_BLOCKS if getattr(self, k) is not None}
+
+
 class StudyParams(Block):
-    methods: Annotated[list[str], Field(min_length=1)]
+    methods: Annotated[list[str], Field(min_length=0)]
     seeds: Annotated[list[NonNegativeInt], Field(min_length=1)]
+    arms: dict[str, ArmParams] = {}
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, value, info: ValidationInfo):
+        from p3_pruning.strategies import METHODS
+
+        for name in value:
+            if not name.isidentifier() or name in ("base", "study"):
+                raise ValueError(f"arm name {name!r}: expected an identifier other than base, study")
+            if name in METHODS and value[name].method != name:
+                raise ValueError(f"arm {name!r} is a method name: it must run that method")
+            if name in (info.data.get("methods") or []):
+                raise ValueError(f"arm {name!r} is also in study.methods: name it once")
+        if not value and not info.data.get("methods"):
+            raise ValueError("expected study.methods or study.arms to name at least one arm")
+        return value
 
     @field_validator("methods")
     @classmethod
@@ -573,9 +655,37 @@ def validate_parameters(params: dict) -> Parameters:
                     f"fewer than data.default.n = {n} samples",
                 )
             )
+    if not problems and parsed.study is not None:
+        problems += _arm_problems(params, parsed.study)
     if problems:
         raise ConfigError(problems)
     return parsed
+
+
+def merge_block(base: Any, override: Any) -> Any:
+    """``override`` merged into ``base`` key by key (nested dicts merge; anything else replaces)."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = merge_block(base.get(key), value)
+        return out
+    return override
+
+
+def arm_parameters(params: dict, arm: ArmParams) -> dict:
+    """The run's parameters with the arm's overrides merged in."""
+    return {**params, **{k: merge_block(params.get(k), v) for k, v in arm.overrides().items()}}
+
+
+def _arm_problems(params: dict, study: StudyParams) -> list[tuple[str, Any, str]]:
+    """Each arm's merged parameters checked like the run's, keys named ``study.arms.<name>.…``."""
+    problems = []
+    for name, arm in study.arms.items():
+        try:
+            validate_parameters({**arm_parameters(params, arm), "study": None})
+        except ConfigError as exc:
+            problems += [(f"study.arms.{name}.{k}", v, e) for k, v, e in exc.problems]
+    return problems
 
 
 def check_rounds(params: dict, pipeline_rounds: int | None) -> None:
@@ -595,9 +705,12 @@ def check_rounds(params: dict, pipeline_rounds: int | None) -> None:
 
 
 __all__ = [
+    "ArmParams",
     "ConfigError",
     "Parameters",
+    "arm_parameters",
     "check_rounds",
+    "merge_block",
     "pool_size",
     "validate_parameters",
 ]

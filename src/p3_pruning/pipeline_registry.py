@@ -54,7 +54,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     plan = params.get("study") or {}
     if plan:
         pipelines["study"] = data_pipeline + study.create_pipeline(
-            plan["methods"], plan["seeds"], rounds=n_rounds
+            plan.get("methods") or [], plan["seeds"], rounds=n_rounds, arms=plan.get("arms")
         )
     where = params.get("sweep") or {}
     if where:

@@ -118,6 +118,20 @@ def paired_difference(
     return mean_ci(diff, confidence)
 
 
+def minimum_detectable_difference(
+    sd: float, n: int, *, confidence: float = 0.95, power: float = 0.8
+) -> float:
+    """The smallest true mean difference a two-sided paired t test at ``confidence`` detects with
+    probability ``power`` over ``n`` pairs whose differences have standard deviation ``sd``:
+    (t_{(1+c)/2, n−1} + t_{power, n−1}) · sd / √n. NaN below two pairs or without an sd."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    df = n - 1
+    t_alpha = _scipy_stats.t.ppf((1 + confidence) / 2, df)
+    t_beta = _scipy_stats.t.ppf(power, df)
+    return float((t_alpha + t_beta) * sd / math.sqrt(n))
+
+
 def study_table(
     results: pd.DataFrame,
     *,
@@ -134,7 +148,8 @@ def study_table(
     Columns: ``method``, ``n_seeds``, ``mean``, ``sd``, ``ci_low``, ``ci_high`` (t interval over
     seeds), ``stderr_within`` (binomial stderr of one seed's accuracy, root mean square over seeds;
     needs ``n_eval``), per reference r: ``diff_vs_<r>``, ``diff_vs_<r>_ci_low``,
-    ``diff_vs_<r>_ci_high`` (paired over seeds; NaN when r did not run), then the seed means of
+    ``diff_vs_<r>_ci_high`` (paired over seeds; NaN when r did not run), ``diff_vs_<r>_mdd``
+    (the minimum detectable difference at 80 % power of that paired comparison), then the seed means of
     ``n_eval``, the per-level accuracies, ``samples_trained`` and the compute columns.
     """
     _check_results(results, metric)
@@ -161,6 +176,9 @@ def study_table(
             row[f"diff_vs_{ref}"] = diff.mean
             row[f"diff_vs_{ref}_ci_low"] = diff.low
             row[f"diff_vs_{ref}_ci_high"] = diff.high
+            row[f"diff_vs_{ref}_mdd"] = minimum_detectable_difference(
+                diff.sd, diff.n, confidence=confidence
+            )
         for col in mean_cols:
             values = pd.to_numeric(part[col], errors="coerce")
             row[col] = float(values.mean()) if values.notna().any() else math.nan

@@ -35,7 +35,8 @@ Options (all optional; a method ignores those it does not use): ``start``, ``end
 ``power`` (pacing; curriculum uses ``start`` only), ``alpha`` and ``previous`` (trend term;
 ``previous`` is d_{e−1} as an (n,) array in row order or a scores DataFrame matched on
 ``sample_id``), ``ridge``, ``dpp_mode`` ("exact" | "stochastic"), ``delta`` (stochastic sample
-size), ``quality_floor`` (1e-6). The DPP runs on CUDA when present.
+size), ``quality_floor`` (1e-6), ``quality`` ("difficulty", the paper's q = d; "flat"; "easiness",
+q = 1 − d: ``QUALITY_RULES``). The DPP runs on CUDA when present.
 
 Randomness comes from ``numpy.random.default_rng([seed, round_index])``: the same seed gives the
 same selection, and different rounds of one run draw differently.
@@ -82,7 +83,13 @@ OPTION_DEFAULTS = {
     "dpp_mode": "exact",
     "delta": 0.01,
     "quality_floor": 1e-6,
+    "quality": "difficulty",
 }
+# The DPP's quality q of a candidate with difficulty d (floored at quality_floor):
+# "difficulty" q = d (the paper: inside the easy set prefer the harder), "flat" q = 1 (diversity
+# only), "easiness" q = 1 − d (prefer the easier: in a pool with wrong answers the hardest admitted
+# samples are the likeliest to be wrong; see docs/method.md, composed pools).
+QUALITY_RULES = ("difficulty", "flat", "easiness")
 SELECTION_COLUMNS = ["sample_id", "round", "pick_order", "difficulty", "threshold"]
 
 
@@ -378,12 +385,24 @@ def dpp_features(embeddings) -> np.ndarray:
     return out
 
 
-def dpp_kernel_inputs(rows, X, difficulty, quality_floor: float) -> tuple[np.ndarray, np.ndarray]:
+def dpp_kernel_inputs(
+    rows, X, difficulty, quality_floor: float, quality: str = "difficulty"
+) -> tuple[np.ndarray, np.ndarray]:
     """The DPP's features and quality over ``rows`` (indices into X and difficulty): the rows'
-    :func:`dpp_features` and q = max(difficulty, quality_floor)."""
+    :func:`dpp_features` and q = max(rule(difficulty), quality_floor), rule one of
+    ``QUALITY_RULES`` (the paper's: q = d)."""
     if not quality_floor > 0:
         raise ValueError(f"quality_floor must be > 0, got {quality_floor!r}")
-    return dpp_features(X[rows]), np.maximum(difficulty[rows], quality_floor)
+    d = difficulty[rows]
+    if quality == "difficulty":
+        q = d
+    elif quality == "flat":
+        q = np.ones_like(d)
+    elif quality == "easiness":
+        q = 1.0 - d
+    else:
+        raise ValueError(f"unknown DPP quality rule {quality!r}; expected one of {QUALITY_RULES}")
+    return dpp_features(X[rows]), np.maximum(q, quality_floor)
 
 
 def _dpp_pick(candidates, X, difficulty, k, opts, rng, info) -> np.ndarray:
@@ -395,7 +414,9 @@ def _dpp_pick(candidates, X, difficulty, k, opts, rng, info) -> np.ndarray:
     picked: list[np.ndarray] = []
     rest = np.asarray(candidates, dtype=np.int64)
     while want > 0 and len(rest):
-        features, quality = dpp_kernel_inputs(rest, X, difficulty, opts["quality_floor"])
+        features, quality = dpp_kernel_inputs(
+            rest, X, difficulty, opts["quality_floor"], opts["quality"]
+        )
         idx, log_det, run = dpp.greedy_map(
             features,
             quality,

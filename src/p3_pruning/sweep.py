@@ -165,8 +165,9 @@ def _replay_log_dets(scores, embeddings, eligible, chosen, point) -> np.ndarray:
     candidates = np.flatnonzero(eligible["eligible"].to_numpy(dtype=bool))
     difficulty = pacing.as_difficulty(scores["difficulty"].to_numpy(), "scores['difficulty']")
     floor = point.get("quality_floor", strategies.OPTION_DEFAULTS["quality_floor"])
+    rule = point.get("quality", strategies.OPTION_DEFAULTS["quality"])
     features, quality = strategies.dpp_kernel_inputs(
-        candidates, np.asarray(embeddings), difficulty, floor
+        candidates, np.asarray(embeddings), difficulty, floor, rule
     )
     ids = scores["sample_id"].to_numpy()[candidates]
     position = pd.Series(np.arange(len(candidates)), index=ids)

@@ -56,7 +56,9 @@ def test_default_source_generates_validates_and_splits(project):
     raw = pd.read_parquet(project / "data" / "02_intermediate" / "raw_samples.parquet")
     train, evals = latest(project, "train_pool"), latest(project, "eval_set")
     assert len(raw) == 24 and (len(train), len(evals)) == (18, 6)
-    assert list(train.columns) == list(SAMPLE_COLUMNS)
+    assert list(train.columns) == [*SAMPLE_COLUMNS, "origin"]  # the pool's provenance column
+    assert (train["origin"] == "clean").all()  # data.inject is off by default
+    assert list(evals.columns) == list(SAMPLE_COLUMNS)
     assert set(train["sample_id"]).isdisjoint(evals["sample_id"])
     assert set(train["sample_id"]) | set(evals["sample_id"]) == set(raw["sample_id"])
     validate_samples(train)
@@ -96,3 +98,16 @@ def test_file_source_with_eval_file_and_quarantine(project):
     quarantine = pd.read_parquet(project / "data" / "02_intermediate" / "quarantine.parquet")
     assert quarantine["line"].tolist() == [5, 6]
     assert quarantine["field"].tolist() == ["(record)", "question"]
+
+
+def test_inject_composes_the_train_pool_only(project):
+    """data.inject replaces a seeded share of the train pool; the eval set is the clean run's."""
+    sizes = {"default": {"n": 36}, "split": {"eval_size": 12}}
+    run_data(project, {"data": sizes})
+    clean_evals = latest(project, "eval_set")
+    run_data(project, {"data": {**sizes, "inject": {"noise": 0.25, "off_task": 0.25}}})
+    train, evals = latest(project, "train_pool"), latest(project, "eval_set")
+    pd.testing.assert_frame_equal(evals, clean_evals)
+    assert len(train) == 24
+    assert train["origin"].value_counts().to_dict() == {"clean": 12, "noise": 6, "off_task": 6}
+    assert set(train["sample_id"]).isdisjoint(evals["sample_id"])

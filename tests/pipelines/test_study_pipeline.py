@@ -17,12 +17,24 @@ TINY = {
     "rounds": 2,
     "budget": 4,
     "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
-    "data": {"default": {"n": 24, "seed": 2}, "split": {"eval_size": 6}},
+    # a composed pool: a quarter of the 18 training samples wrong (the audit's positive control)
+    "data": {
+        "default": {"n": 24, "seed": 2},
+        "split": {"eval_size": 6},
+        "inject": {"noise": 0.25},
+    },
     "scoring": {"progress": False, "max_length": 256, "token_budget": 2048},
     "training": {"batch_size": 4, "max_length": 256, "progress": False},
     "cheap_eval": {"max_samples": 2, "progress": False},
     "generation": {"max_new_tokens": 8, "batch_size": 8, "progress": False},
-    "study": {"methods": ["p3", "random"], "seeds": [0, 1]},
+    "study": {
+        "methods": ["p3", "random"],
+        "seeds": [0, 1],
+        "arms": {  # a variant and a matched baseline, on one seed each
+            "p3_easy": {"method": "p3", "seeds": [1], "selection": {"quality": "easiness"}},
+            "random_matched": {"method": "random", "seeds": [0], "budget": 6},
+        },
+    },
 }
 
 
@@ -35,7 +47,7 @@ def studied(tmp_path_factory):
 
 def test_report_has_a_row_per_method_with_intervals_and_compute(studied):
     report = pd.read_csv(latest_version(studied, "data/08_reporting/study/report.csv"))
-    assert list(report["method"]) == ["p3", "random", "base"]
+    assert list(report["method"]) == ["p3", "random", "p3_easy", "random_matched", "base"]
     for column in (
         "n_seeds",
         "mean",
@@ -69,8 +81,10 @@ def test_seeds_live_in_their_own_namespaces(studied):
         ("base", -1),
         ("p3", 0),
         ("p3", 1),
+        ("p3_easy", 1),
         ("random", 0),
         ("random", 1),
+        ("random_matched", 0),
     ]
     a = pd.read_parquet(
         latest_version(studied, "data/05_model_input/p3.seed_0/round_1/selection.parquet")
@@ -79,6 +93,43 @@ def test_seeds_live_in_their_own_namespaces(studied):
         latest_version(studied, "data/05_model_input/p3.seed_1/round_1/selection.parquet")
     )
     assert len(a) == len(b) == 4
+
+
+def test_arms_run_their_overrides(studied):
+    results = pd.read_csv(latest_version(studied, "data/08_reporting/study/results.csv"))
+    trained = results.set_index(["method", "seed"])["samples_trained"]
+    assert trained[("random_matched", 0)] == 12 and trained[("random", 0)] == 8  # budget 6 vs 4
+    report = pd.read_csv(latest_version(studied, "data/08_reporting/study/report.csv"))
+    assert "diff_vs_random_mdd" in report and "diff_vs_p3" in report
+    summary = pd.read_json(
+        latest_version(studied, "data/08_reporting/p3_easy.seed_1/round_2/summary.json"),
+        typ="series",
+    )
+    assert summary["method"] == "p3" and summary["arm"] == "p3_easy"
+
+
+def test_audit_in_every_round_summary_and_the_report(studied):
+    for arm in ("p3.seed_0", "random.seed_1", "p3_easy.seed_1"):
+        for e in (1, 2):
+            summary = pd.read_json(
+                latest_version(studied, f"data/08_reporting/{arm}/round_{e}/summary.json"),
+                typ="series",
+            )
+            assert summary["audit_pool_share/noise"] == pytest.approx(5 / 18)  # round(0.25 x 18) = 5
+            assert 0 <= summary["audit_selected_share/noise"] <= 1
+            if arm.startswith("p3"):
+                assert 0 <= summary["audit_auroc/noise"] <= 1
+    selection = pd.read_parquet(
+        latest_version(studied, "data/05_model_input/p3.seed_0/round_1/selection.parquet")
+    )
+    pool = pd.read_parquet(latest_version(studied, "data/03_primary/train_pool.parquet"))
+    origin = dict(zip(pool["sample_id"], pool["origin"], strict=True))
+    assert list(selection["origin"]) == [origin[s] for s in selection["sample_id"]]
+    audit = pd.read_csv(latest_version(studied, "data/08_reporting/study/audit.csv"))
+    assert set(audit["origin"]) == {"clean", "noise"}
+    assert set(audit["method"]) == {"p3", "random", "p3_easy", "random_matched"}
+    assert audit.loc[audit["method"] == "p3", "seeds"].max() == 2
+    assert latest_version(studied, "data/08_reporting/study/audit.png").stat().st_size > 1000
 
 
 def _finals(accuracies: dict[str, list[float]]):

@@ -187,8 +187,13 @@ def generate_default(
     *,
     tasks: list[str] | tuple[str, ...] | None = None,
     levels: dict[str, dict[str, dict]] | None = None,
+    fill: bool = False,
 ) -> pd.DataFrame:
     """``n`` distinct samples balanced over task × level (remainder to the first cells).
+
+    ``fill``: a cell that runs out of distinct problems (level 1 of ``products`` has 100) gives
+    what it has and its shortfall moves to the cells after it, instead of raising; a large eval set
+    then stays within the same levels, with fewer of the small cell's problems.
 
     ``levels``: ``{task: {level: generator config}}`` (default ``DEFAULT_LEVELS``); ``tasks``: which
     of its tasks to use (default all). Deterministic per ``seed``; ``sample_id`` is
@@ -205,9 +210,11 @@ def generate_default(
     cells = _cells(tasks, levels)
     quotas = [n // len(cells) + (i < n % len(cells)) for i in range(len(cells))]
 
-    rows, seen = [], set()
+    rows, seen, carried = [], set(), 0
     progress = tqdm(total=n, desc="generate default", unit="sample", disable=None)
-    for (task, level, config), quota in zip(cells, quotas, strict=True):
+    for position, ((task, level, config), quota) in enumerate(zip(cells, quotas, strict=True)):
+        quota += carried
+        carried = 0
         if quota == 0:
             continue
         draws = MAX_DRAWS_PER_SAMPLE * quota
@@ -229,6 +236,9 @@ def generate_default(
             taken += 1
             if taken == quota:
                 break
+        if taken < quota and fill and position < len(cells) - 1:
+            carried = quota - taken
+            continue
         if taken < quota:
             raise ValueError(
                 f"{task} level {level} ({config}) gave only {taken} distinct problems in {draws} "

@@ -16,6 +16,7 @@ from p3_pruning.data import (
     split_samples,
     validate_samples,
 )
+from p3_pruning.data.inject import compose_pool, origin_counts
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,11 @@ def ingest_samples(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
             )
         options = data["default"]
         samples = generate_default(
-            options["n"], options["seed"], tasks=options["tasks"], levels=options["levels"]
+            options["n"],
+            options["seed"],
+            tasks=options["tasks"],
+            levels=options["levels"],
+            fill=options.get("fill", False),
         )
         return samples, empty_samples(), empty_quarantine()
 
@@ -94,3 +99,14 @@ def _at_most(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
         return frame
     keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
     return frame.iloc[keep].reset_index(drop=True)
+
+
+def compose(train_pool: pd.DataFrame, inject: dict | None, source: str) -> pd.DataFrame:
+    """The train pool with its ``origin`` column; with ``data.inject`` fractions set, a seeded
+    share of its rows replaced by wrong answers, near-duplicates, off-task or too-hard samples
+    (``p3_pruning.data.inject``). The eval set is never composed."""
+    options = dict(inject or {})
+    composed = compose_pool(train_pool, default_source=source == "default", **options)
+    counts = {k: v for k, v in origin_counts(composed).items() if v}
+    log.info("train pool %d samples by origin: %s", len(composed), counts)
+    return composed

@@ -1,4 +1,5 @@
-"""``data``: raw samples → validated → ``train_pool`` + ``eval_set`` (and a ``quarantine`` table)."""
+"""``data``: raw samples → validated → split → ``train_pool`` (composed when ``data.inject`` asks:
+an ``origin`` column on every row) + ``eval_set`` (and a ``quarantine`` table)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=nodes.split,
                 inputs=["samples", "eval_samples", "params:data.split"],
-                outputs=["train_pool", "eval_set"],
+                outputs=["split_train_pool", "eval_set"],
                 name="split",
+            ),
+            Node(
+                func=nodes.compose,
+                inputs=["split_train_pool", "params:data.inject", "params:data.source"],
+                outputs="train_pool",
+                name="compose",
             ),
         ]
     )

@@ -11,6 +11,7 @@ import pandas as pd
 
 from p3_pruning import strategies
 from p3_pruning.adapters import LoraAdapter
+from p3_pruning.audit import selection_audit, with_origin
 from p3_pruning.compute import count_parameters
 from p3_pruning.evaluation import cheap_eval
 from p3_pruning.models import load_model, policy_model
@@ -140,12 +141,17 @@ def select(
     seed: int,
     eligible: pd.DataFrame | None = None,
     embeddings: np.ndarray | None = None,
+    pool: pd.DataFrame | None = None,
     *,
     method: str,
     round_index: int,
     rounds: int,
 ):
-    """The round's pick: the DPP over the candidates (dpp_select), or a seeded uniform pick."""
+    """The round's pick: the DPP over the candidates (dpp_select), or a seeded uniform pick.
+
+    The selector sees the scores (and eligible table, embeddings) only; the pool's ``origin`` is
+    appended to the selection table afterwards, for the audit and for people.
+    """
     start = time.perf_counter()
     chosen, info = strategies.pick(
         method,
@@ -158,9 +164,12 @@ def select(
         seed=seed,
         **selection,
     )
+    seconds = time.perf_counter() - start
+    if pool is not None:
+        chosen = with_origin(chosen, pool)
     # the threshold node reports the threshold; keep only what this step decided
     info = {k: v for k, v in info.items() if k not in ("percentile", "threshold")}
-    return chosen, {**info, "select_seconds": time.perf_counter() - start}
+    return chosen, {**info, "select_seconds": seconds}
 
 
 def pick_unscored(
@@ -180,6 +189,7 @@ def pick_unscored(
         selection,
         budget,
         seed,
+        pool=pool,
         method=method,
         round_index=round_index,
         rounds=rounds,
@@ -297,11 +307,18 @@ def summarize(
     threshold_info: dict | None = None,
     scores: pd.DataFrame | None = None,
     previous: pd.DataFrame | None = None,
+    pool: pd.DataFrame | None = None,
     *,
     method: str,
     round_index: int,
+    arm: str | None = None,
 ):
     """One flat record of everything the round measured, plus its difficulty histogram.
+
+    ``arm``: the study arm the round belongs to, when it is not the method's own name.
+
+    With the ``pool``, the record carries the selection audit (``p3_pruning.audit``): origin
+    shares in the pool and the selection, and the AUROC of difficulty per origin.
 
     ``threshold_info`` is absent for methods without a threshold step (dpp, random, full).
     ``score_info`` is absent when the round did not score (static scores, or methods that never
@@ -309,6 +326,7 @@ def summarize(
     """
     score_info = score_info or {}
     threshold_info = threshold_info or {"percentile": float("nan"), "threshold": float("nan")}
+    audit = selection_audit(pool, chosen, scores) if pool is not None else {}
     if scores is None:
         scores = chosen[["sample_id", "difficulty"]]
     d = scores["difficulty"].to_numpy(dtype=float)
@@ -323,6 +341,7 @@ def summarize(
     )
     summary = {
         "method": method,
+        **({"arm": arm} if arm else {}),
         "round": round_index + 1,
         "seed": int(seed),
         "budget_param": budget,
@@ -337,10 +356,11 @@ def summarize(
         if chosen["difficulty"].notna().any()
         else float("nan"),
         "overlap_prev": overlap(chosen, previous),
+        **audit,
     }
     summary = {k: _plain(v) for k, v in summary.items()}
     threshold = float(threshold_info["threshold"])
-    fig = difficulty_histogram(scores, chosen, threshold, f"{method} round {round_index + 1}")
+    fig = difficulty_histogram(scores, chosen, threshold, f"{arm or method} round {round_index + 1}")
     return summary, fig
 
 

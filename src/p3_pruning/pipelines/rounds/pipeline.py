@@ -96,6 +96,7 @@ def _select_step(method: str, round_index: int, rounds: int, seed: int | None) -
         func = nodes.pick_unscored
     else:
         inputs["scores"] = "scores"
+        inputs["pool"] = "train_pool"  # origin appended after the pick, never read by the selector
         func = nodes.select
         if method in THRESHOLDED:
             inputs["eligible"] = "eligible"
@@ -145,7 +146,13 @@ def _evaluate_step() -> Node:
 
 
 def _summary_step(
-    method: str, round_index: int, seed: int | None, steps: list[Node], *, shared: bool = False
+    method: str,
+    round_index: int,
+    seed: int | None,
+    steps: list[Node],
+    *,
+    shared: bool = False,
+    arm: str | None = None,
 ) -> Node:
     produced = {name for step in steps for name in step.outputs} | (
         {"score_info"} if shared else set()
@@ -156,8 +163,11 @@ def _summary_step(
         "eval_info": "eval_info",
         "chosen": "selection",
         "budget": "params:budget",
+        "pool": "train_pool",  # for the selection audit
     }
     bound = {"method": method, "round_index": round_index}
+    if arm is not None and arm != method:
+        bound["arm"] = arm
     if seed is None:
         inputs["seed"] = "params:seed"
     else:
@@ -191,6 +201,15 @@ def base_scoring_pipeline(seed: int | None = None) -> Pipeline:
     )
 
 
+def _with_blocks(step: Node, blocks: dict[str, str]) -> Node:
+    """``step`` reading each parameter of ``blocks`` (``"params:selection"``) from the named
+    dataset instead (a study arm's merged settings)."""
+    inputs = step._inputs  # the dict each step is built with: argument -> dataset
+    if not any(v in blocks for v in inputs.values()):
+        return step
+    return step._copy(inputs={k: blocks.get(v, v) for k, v in inputs.items()})
+
+
 def round_pipeline(
     method: str,
     round_index: int,
@@ -198,21 +217,27 @@ def round_pipeline(
     seed: int | None = None,
     *,
     shared_first_scores: bool = False,
+    name: str | None = None,
+    blocks: dict[str, str] | None = None,
 ) -> Pipeline:
     """The round template for ``method``'s round ``round_index`` (0-based) of ``rounds``.
 
     ``seed``: None reads ``params:seed`` (one run per seed); an int binds it and puts it in the
     namespace (the study pipeline). ``shared_first_scores``: round 1's scores, embeddings and
     score info are read from :func:`base_scoring_pipeline`'s outputs for the same seed instead of
-    a score step of the method's own.
+    a score step of the method's own. ``name``: the namespace's first part (a study arm; default
+    the method). ``blocks``: parameters read from other datasets, ``{"params:budget":
+    "random_matched.settings.budget"}`` (a study arm's overrides merged into the run's).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    name = name or method
+    blocks = blocks or {}
     regime = SCORING_REGIME[method]
     first = round_index == 0
     steps: list[Node] = []
     mapping: dict[str, str] = {}
-    first_scores = round_name("base" if shared_first_scores else method, 0, seed)
+    first_scores = round_name("base" if shared_first_scores else name, 0, seed)
 
     if regime != "never" and first and shared_first_scores:
         mapping.update(
@@ -231,36 +256,54 @@ def round_pipeline(
     steps.append(_select_step(method, round_index, rounds, seed))
     steps.append(_finetune_step(first, seed))
     steps.append(_evaluate_step())
-    steps.append(_summary_step(method, round_index, seed, steps, shared="score_info" in mapping))
+    steps.append(
+        _summary_step(method, round_index, seed, steps, shared="score_info" in mapping, arm=name)
+    )
+    steps = [_with_blocks(step, blocks) for step in steps]
 
     if not first:
-        prev = round_name(method, round_index - 1, seed)
+        prev = round_name(name, round_index - 1, seed)
         mapping.update(prev_adapter=f"{prev}.adapter", prev_selection=f"{prev}.selection")
         if regime == "rescore" and method in THRESHOLDED:
             scored_prev = first_scores if round_index == 1 else prev
             mapping["prev_scores"] = f"{scored_prev}.scores"
-    used = {name for step in steps for name in step.inputs}
+    used = {dataset for step in steps for dataset in step.inputs}
     return Pipeline(
         steps,
-        namespace=round_name(method, round_index, seed),
+        namespace=round_name(name, round_index, seed),
         inputs={
-            **{name: name for name in GLOBAL_INPUTS},
+            **{dataset: dataset for dataset in GLOBAL_INPUTS},
             **{k: v for k, v in mapping.items() if k in used},
+            **{v: v for v in blocks.values() if v in used},
         },
         parameters=PARAMETERS & used,
     )
 
 
 def create_pipeline(
-    method: str, rounds: int, seed: int | None = None, *, shared_first_scores: bool = False
+    method: str,
+    rounds: int,
+    seed: int | None = None,
+    *,
+    shared_first_scores: bool = False,
+    name: str | None = None,
+    blocks: dict[str, str] | None = None,
 ) -> Pipeline:
-    """All ``rounds`` rounds of ``method``, chained through their adapters (``shared_first_scores``:
-    as :func:`round_pipeline`)."""
+    """All ``rounds`` rounds of ``method``, chained through their adapters (``shared_first_scores``,
+    ``name``, ``blocks``: as :func:`round_pipeline`)."""
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
     return sum(
         (
-            round_pipeline(method, e, rounds, seed, shared_first_scores=shared_first_scores)
+            round_pipeline(
+                method,
+                e,
+                rounds,
+                seed,
+                shared_first_scores=shared_first_scores,
+                name=name,
+                blocks=blocks,
+            )
             for e in range(rounds)
         ),
         Pipeline([]),

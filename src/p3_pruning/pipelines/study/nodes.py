@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from p3_pruning import stats
+from p3_pruning.audit import audit_plot, audit_summary, audit_table
 from p3_pruning.compute import run_compute
 
 KEY_SEP = "__"  # report inputs are named <method>__<seed>__final, <method>__<seed>__round_<e>, …
@@ -62,10 +63,11 @@ def _split(inputs: dict) -> tuple[dict, dict, dict]:
 
 
 def build_study_report(**inputs):
-    """Report table, long results table and three plots from every final and round of the study."""
+    """Report table, long results table, three plots, and the selection audit (mean over seeds per
+    arm, round and origin) with its plot, from every final and round of the study."""
     finals, rounds, level_inputs = _split(inputs)
     results = results_table(finals, rounds)
-    table = stats.study_table(results)
+    table = stats.study_table(results, references=(*stats.REFERENCES, "p3"))
     accuracy = stats.accuracy_plot(table, results)
     compute = stats.accuracy_compute_plot(table)
     frames = []
@@ -76,4 +78,7 @@ def build_study_report(**inputs):
         frames.append(part.assign(seed=seed))
     levels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     by_level = stats.difficulty_by_level_plot(levels)
-    return table, results, accuracy, compute, by_level
+    audit = audit_table(
+        [{**s, "method": arm, "seed": seed} for (arm, seed), ss in rounds.items() for s in ss]
+    )
+    return table, results, accuracy, compute, by_level, audit_summary(audit), audit_plot(audit)

@@ -1,14 +1,23 @@
-"""``study``: every method of ``study.methods`` × every seed of ``study.seeds`` (namespaces
-``<method>.seed_<s>.round_<e>`` and ``<method>.seed_<s>.final``, from the same round template), the
-base model's evaluation once, and the report in ``data/08_reporting/study/``. Round 1's scoring (the
-base model on the pool) is the same for every method of a seed: it runs once per seed
-(``base.seed_<s>.round_1``) and every scoring method's round 1 reads it."""
+"""``study``: every arm × its seeds (namespaces ``<arm>.seed_<s>.round_<e>`` and
+``<arm>.seed_<s>.final``, from the same round template), the base model's evaluation once, and the
+report in ``data/08_reporting/study/``.
+
+Arms: each method of ``study.methods`` is an arm of its own name over ``study.seeds``; each entry
+of ``study.arms`` is a method plus overrides of the round's parameter blocks (``budget``,
+``scoring``, ``pacing``, ``selection``, ``training``), over its own ``seeds`` or the study's. An
+arm's overrides are merged into the run's blocks by one node per block
+(``<arm>.settings.<block>``), so ``--params`` still reaches them. Round 1's scoring (the base
+model on the pool) is the same for every arm of a seed that scores with the run's scoring block:
+it runs once per seed (``base.seed_<s>.round_1``) and their round 1 reads it."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from kedro.pipeline import Node, Pipeline
 
-from p3_pruning.pipelines.common import REPORT_TAG
+from p3_pruning.config import ARM_BLOCKS, merge_block
+from p3_pruning.pipelines.common import REPORT_TAG, bind
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
 from p3_pruning.pipelines.rounds.pipeline import base_scoring_pipeline, round_name
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
@@ -19,18 +28,61 @@ from . import nodes
 SEP = nodes.KEY_SEP
 
 
-def report_pipeline(methods, seeds, rounds: int) -> Pipeline:
+class Arm(NamedTuple):
+    """One arm of a study: its name (the namespace's first part), method, overrides and seeds."""
+
+    name: str
+    method: str
+    overrides: dict
+    seeds: tuple[int, ...]
+
+
+def study_arms(methods, seeds, arms: dict | None = None) -> list[Arm]:
+    """The study's arms in order: ``methods`` (plain, over ``seeds``), then ``arms``."""
+    out = [Arm(m, m, {}, tuple(int(s) for s in seeds)) for m in methods]
+    for name, spec in (arms or {}).items():
+        spec = dict(spec)
+        own = spec.pop("seeds", None) or seeds
+        method = spec.pop("method")
+        overrides = {k: v for k, v in spec.items() if k in ARM_BLOCKS and v is not None}
+        out.append(Arm(name, method, overrides, tuple(int(s) for s in own)))
+    return out
+
+
+def settings_pipeline(arm: Arm) -> tuple[Pipeline, dict[str, str]]:
+    """One node per overridden block: the run's block with the arm's override merged in, and the
+    ``{"params:<block>": "<arm>.settings.<block>"}`` mapping the arm's rounds read them through."""
+    steps, blocks = [], {}
+    for block, override in arm.overrides.items():
+        dataset = f"{arm.name}.settings.{block}"
+        steps.append(
+            Node(
+                func=bind(merge_block, override=override),
+                inputs={"base": f"params:{block}"},
+                outputs=dataset,
+                name=f"{arm.name}_{block}_settings",
+                tags=["settings"],
+            )
+        )
+        blocks[f"params:{block}"] = dataset
+    return Pipeline(steps), blocks
+
+
+def report_pipeline(arms: list[Arm], rounds: int) -> Pipeline:
     inputs = {f"{BASE}{SEP}none{SEP}final": f"{BASE}.final.metrics", "train_pool": "train_pool"}
-    for m in methods:
-        for s in seeds:
-            inputs[f"{m}{SEP}{s}{SEP}final"] = f"{m}.seed_{s}.final.metrics"
+    for arm in arms:
+        for s in arm.seeds:
+            inputs[f"{arm.name}{SEP}{s}{SEP}final"] = f"{arm.name}.seed_{s}.final.metrics"
             for e in range(rounds):
-                inputs[f"{m}{SEP}{s}{SEP}round_{e + 1}"] = f"{round_name(m, e, s)}.summary"
-    # difficulty by level: the first seed of each method that rescores (round 1: the shared scoring)
-    for m in (m for m in methods if SCORING_REGIME[m] == "rescore"):
+                key = f"{arm.name}{SEP}{s}{SEP}round_{e + 1}"
+                inputs[key] = f"{round_name(arm.name, e, s)}.summary"
+    # difficulty by level: the first seed of each arm that rescores (round 1: the shared scoring)
+    for arm in (a for a in arms if SCORING_REGIME[a.method] == "rescore"):
+        first = arm.seeds[0]
         for e in range(rounds):
-            scored_by = round_name(m if e else BASE, e, seeds[0])
-            inputs[f"{m}{SEP}{seeds[0]}{SEP}scores{SEP}{e + 1}"] = f"{scored_by}.scores"
+            shared = e == 0 and "scoring" not in arm.overrides
+            scored_by = round_name(BASE if shared else arm.name, e, first)
+            inputs[f"{arm.name}{SEP}{first}{SEP}scores{SEP}{e + 1}"] = f"{scored_by}.scores"
     return Pipeline(
         [
             Node(
@@ -42,6 +94,8 @@ def report_pipeline(methods, seeds, rounds: int) -> Pipeline:
                     "accuracy_plot",
                     "compute_plot",
                     "difficulty_by_level_plot",
+                    "audit_table",
+                    "audit_plot",
                 ],
                 name="report",
                 tags=[REPORT_TAG],
@@ -52,17 +106,28 @@ def report_pipeline(methods, seeds, rounds: int) -> Pipeline:
     )
 
 
-def create_pipeline(methods, seeds, *, rounds: int) -> Pipeline:
-    methods, seeds = list(methods), [int(s) for s in seeds]
-    if not methods or not seeds:
-        raise ValueError("study.methods and study.seeds must each name at least one entry")
+def create_pipeline(methods, seeds, *, rounds: int, arms: dict | None = None) -> Pipeline:
+    all_arms = study_arms(list(methods), [int(s) for s in seeds], arms)
+    if not all_arms or not seeds:
+        raise ValueError("a study needs at least one arm (study.methods or study.arms) and seed")
     parts = []
-    for s in seeds:  # round 1 of every scoring method: one base-model scoring per seed
-        if any(SCORING_REGIME[m] != "never" for m in methods):
-            parts.append(base_scoring_pipeline(s))
-    for m in methods:
-        for s in seeds:
-            rounds_of = rounds_pipeline(m, rounds, seed=s, shared_first_scores=True)
-            parts += [rounds_of, final_pipeline(m, rounds, seed=s)]
-    parts += [final_pipeline(BASE, rounds), report_pipeline(methods, seeds, rounds)]
+    shared_seeds = sorted(
+        {
+            s
+            for arm in all_arms
+            if SCORING_REGIME[arm.method] != "never" and "scoring" not in arm.overrides
+            for s in arm.seeds
+        }
+    )
+    parts += [base_scoring_pipeline(s) for s in shared_seeds]  # one base scoring per seed
+    for arm in all_arms:
+        settings, blocks = settings_pipeline(arm)
+        parts.append(settings)
+        shared = "scoring" not in arm.overrides
+        for s in arm.seeds:
+            rounds_of = rounds_pipeline(
+                arm.method, rounds, seed=s, shared_first_scores=shared, name=arm.name, blocks=blocks
+            )
+            parts += [rounds_of, final_pipeline(arm.name, rounds, seed=s)]
+    parts += [final_pipeline(BASE, rounds), report_pipeline(all_arms, rounds)]
     return sum(parts, Pipeline([]))
