@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from p3_pruning import strategies
+from p3_pruning import methods, strategies
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = json.loads((DATA / "golden_selections.json").read_text())
@@ -48,7 +48,7 @@ def test_split_steps_reproduce_the_golden_selections(seed):
         where = {"round_index": case["round_index"], "rounds": case["rounds"]}
         method = case["method"]
         eligible = None
-        if method in strategies.THRESHOLDED:
+        if methods.get(method).thresholded:
             eligible, info = strategies.threshold(method, scores, **where, **opts)
             assert info["eligible"] == case["eligible"] == int(eligible["eligible"].sum())
             assert _same(case["threshold"], info["threshold"])

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from p3_pruning import strategies
+from p3_pruning import methods, strategies
 from p3_pruning.audit import audit_summary, audit_table, auroc, selection_audit, with_origin
 from p3_pruning.data import SAMPLE_COLUMNS, check_steps, generate_default
 from p3_pruning.data.inject import compose_pool, corrupt_steps, origin_counts
@@ -159,7 +159,7 @@ def test_selectors_never_see_origin(pool, method):
     where = {"method": method, "round_index": 1, "rounds": 2}
     for frame in (composed, shuffled):  # the round's own nodes, the pool handed to the pick node
         eligible = None
-        if method in strategies.THRESHOLDED:
+        if methods.get(method).thresholded:
             eligible, _ = nodes.threshold(scores, {}, **where)
         chosen, _ = nodes.select(scores, {}, 0.4, 7, eligible, embeddings, frame, **where)
         picks.append(chosen)

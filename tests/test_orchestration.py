@@ -34,9 +34,11 @@ def read_dag(path):
     return tasks, edges
 
 
-def test_task_key_cuts_the_namespace_to_method_and_round():
+def test_task_key_is_the_round_of_a_node():
     assert task_key("p3.round_2", "score") == "p3.round_2"
     assert task_key("p3.round_2.inner", "x") == "p3.round_2"
+    assert task_key("p3.seed_7.round_2", "score") == "p3.seed_7.round_2"  # a study: per round
+    assert task_key("p3.seed_7.final", "evaluate") == "p3.seed_7.final"
     assert task_key("compare", "report") == "compare"
     assert task_key(None, "split") == "split"
 

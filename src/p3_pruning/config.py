@@ -31,9 +31,10 @@ from pydantic import (
     field_validator,
 )
 
-from p3_pruning import dpp, pacing, scoring, segment
+from p3_pruning import dpp, methods, pacing, scoring, segment
 from p3_pruning.data import SOURCES
 from p3_pruning.data.readers import looks_like_hub_id as looks_like_hub_dataset
+from p3_pruning.methods import METHODS
 from p3_pruning.models import SMOLLM2, TINY
 
 PACKAGED_MODELS = (SMOLLM2, TINY)
@@ -445,9 +446,7 @@ class SweepParams(Block):
     @field_validator("method")
     @classmethod
     def _method(cls, value):
-        from p3_pruning.strategies import SCORING_REGIME
-
-        scored = [m for m, regime in SCORING_REGIME.items() if regime != "never"]
+        scored = list(methods.names(scoring=("rescore", "once")))
         return _one_of(value, scored, "sweep.method (a method that scores the pool)")
 
 
@@ -459,8 +458,6 @@ class ExportParams(Block):
     @field_validator("methods")
     @classmethod
     def _methods(cls, value):
-        from p3_pruning.strategies import METHODS
-
         for method in value:
             _one_of(method, METHODS, "export.methods")
         return value
@@ -485,8 +482,6 @@ class ArmParams(Block):
     @field_validator("method")
     @classmethod
     def _method(cls, value):
-        from p3_pruning.strategies import METHODS
-
         return _one_of(value, METHODS, "study.arms.<name>.method")
 
     def overrides(self) -> dict[str, Any]:
@@ -502,8 +497,6 @@ class StudyParams(Block):
     @field_validator("arms")
     @classmethod
     def _arms(cls, value, info: ValidationInfo):
-        from p3_pruning.strategies import METHODS
-
         for name in value:
             if not name.isidentifier() or name in ("base", "study"):
                 raise ValueError(f"arm name {name!r}: expected an identifier other than base, study")
@@ -518,8 +511,6 @@ class StudyParams(Block):
     @field_validator("methods")
     @classmethod
     def _methods(cls, value):
-        from p3_pruning.strategies import METHODS
-
         for method in value:
             _one_of(method, METHODS, "study.methods")
         if len(set(value)) != len(value):

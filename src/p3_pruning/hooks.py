@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import random
-import re
 import time
 import zlib
 
@@ -19,11 +18,11 @@ import numpy as np
 import torch
 from kedro.framework.hooks import hook_impl
 
+from p3_pruning import namespaces
 from p3_pruning.config import check_rounds, validate_parameters
 from p3_pruning.pipelines.common import FINAL_TAG, REPORT_TAG, SUMMARY_TAG
 
 log = logging.getLogger(__name__)
-ROUND = re.compile(r"(?:^|\.)round_(\d+)(?:\.|$)")
 
 
 def seed_everything(seed: int) -> None:
@@ -59,11 +58,11 @@ def pipeline_rounds(names) -> int | None:
     from kedro.framework.project import pipelines
 
     found = [
-        int(m.group(1))
+        place.round
         for name in names or ["__default__"]
         if name in pipelines
         for node in pipelines[name].nodes
-        if (m := ROUND.search(node.namespace or ""))
+        if node.namespace and (place := namespaces.parse(node.namespace)).round is not None
     ]
     return max(found) if found else None
 
@@ -129,31 +128,29 @@ def _flat(prefix: str, block) -> dict[str, str]:
 
 
 def where(namespace: str) -> dict:
-    """Method, seed (None outside a study) and round (None for a final evaluation) of a namespace
-    such as ``p3.round_2``, ``p3.seed_7.round_2`` or ``p3.seed_7.final``."""
-    parts = namespace.split(".")
-    seed = next((int(p[5:]) for p in parts if p.startswith("seed_") and p[5:].isdigit()), None)
-    round_ = next((int(p[6:]) for p in parts if p.startswith("round_") and p[6:].isdigit()), None)
-    return {"method": parts[0], "seed": seed, "round": round_}
+    """Method (or study arm), seed (None outside a study) and round (None for a final evaluation)
+    of a namespace such as ``p3.round_2``, ``p3.seed_7.round_2`` or ``p3.seed_7.final``."""
+    place = namespaces.parse(namespace)
+    return {"method": place.arm, "seed": place.seed, "round": place.round}
 
 
 def method_settings(method: str, params: dict) -> dict[str, str]:
     """The resolved settings of ``method``'s rounds that differ between methods, as MLflow params."""
-    from p3_pruning.strategies import SCORING_REGIME, THRESHOLDED
+    from p3_pruning.methods import REGISTRY
 
-    regime = SCORING_REGIME.get(method, "never")
+    traits = REGISTRY.get(method)
+    if traits is None:  # a study arm: its method and overrides are in the study's settings
+        return {}
     out = {
-        "regime": regime,
-        "selector": "dpp"
-        if method in ("p3", "static", "dpp")
-        else ("all" if method == "full" else "uniform"),
-        "thresholded": str(method in THRESHOLDED),
+        "regime": traits.scoring,
+        "selector": traits.selector,
+        "thresholded": str(traits.thresholded),
     }
-    if method in THRESHOLDED:
+    if traits.thresholded:
         out.update(_flat("pacing", params.get("pacing", {})))
-    if method in ("p3", "static", "dpp"):
+    if traits.needs_embeddings:  # the DPP's settings
         out.update(_flat("selection", params.get("selection", {})))
-    if regime != "never":
+    if traits.scores:
         scoring = params.get("scoring", {})
         out.update(
             {f"scoring.{k}": str(scoring.get(k)) for k in ("segmenter", "embed") if k in scoring}
@@ -230,7 +227,7 @@ class MlflowRoundsHook:
                 metrics=_metrics(metrics),
                 tables={"metrics.csv": table, "responses.csv": responses},
             )
-            prefix = namespace.removesuffix(".final").replace(".", "/")
+            prefix = namespaces.parse(namespace).chain.replace(".", "/")
             mlflow.log_metrics({f"{prefix}/{k}": v for k, v in _metrics(metrics).items()})
         elif REPORT_TAG in tags:
             namespace = node.namespace or "compare"
@@ -302,11 +299,11 @@ class RunReportHook:
         tags = set(node.tags)
         if SUMMARY_TAG in tags:
             summary = next(v for k, v in outputs.items() if k.endswith(".summary"))
-            key = node.namespace.rsplit(".round_", 1)[0]
+            key = namespaces.parse(node.namespace).chain
             self.rounds.setdefault(key, []).append(summary)
         elif FINAL_TAG in tags:
             metrics = next(v for k, v in outputs.items() if k.endswith(".metrics"))
-            self.finals[node.namespace.removesuffix(".final")] = metrics
+            self.finals[namespaces.parse(node.namespace).chain] = metrics
 
     def table(self):
         import pandas as pd

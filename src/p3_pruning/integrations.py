@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
-from p3_pruning import strategies
+from p3_pruning import methods, strategies
 from p3_pruning.scoring import score_samples
 
 log = logging.getLogger(__name__)
@@ -84,17 +84,14 @@ class P3Callback(TrainerCallback):
         pool: pd.DataFrame,
         tokenizer,
         *,
-        method: str = "p3",
+        method: str = methods.P3,
         budget: int | float = 0.2,
         rounds: int | None = None,
         seed: int = 0,
         scoring: dict | None = None,
         options: dict | None = None,
     ) -> None:
-        if method not in strategies.SCORING_REGIME:
-            raise ValueError(
-                f"unknown method {method!r}; expected one of {list(strategies.SCORING_REGIME)}"
-            )
+        traits = methods.get(method)
         if not pool["sample_id"].is_unique:
             raise ValueError("pool: sample_id must be unique")
         self.pool = pool.reset_index(drop=True)
@@ -102,7 +99,7 @@ class P3Callback(TrainerCallback):
         self.rounds, self.seed = rounds, int(seed)
         self.scoring = {"progress": False, **(scoring or {})}
         self.options = dict(options or {})
-        k = len(self.pool) if method == "full" else strategies.resolve_budget(budget, len(pool))
+        k = len(self.pool) if traits.selector == "all" else strategies.resolve_budget(budget, len(pool))
         self.sampler = SelectionSampler(k, seed=seed)
         self.history: list[dict] = []
         self._row = {sid: i for i, sid in enumerate(self.pool["sample_id"])}
@@ -115,7 +112,7 @@ class P3Callback(TrainerCallback):
             self.rounds = int(np.ceil(args.num_train_epochs))
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
-        epoch, regime = self._epoch, strategies.SCORING_REGIME[self.method]
+        epoch, regime = self._epoch, methods.get(self.method).scoring
         scores = None
         if regime == "rescore" or (regime == "once" and self._scored is None):
             scores, embeddings = score_samples(model, self.tokenizer, self.pool, **self.scoring)

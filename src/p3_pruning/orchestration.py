@@ -2,8 +2,9 @@
 
 Part of the Kedro shell (imports Kedro). ``kedro airflow create --group-by namespace`` groups nodes on
 their FIRST namespace level, so ``p3.round_1`` … ``p3.round_E`` collapse into one task ``p3``. Here a
-node's task is its namespace cut to two levels (``<method>.round_<e>``, ``<method>.final``), whatever
-its node name; nodes without a namespace (the data pipeline) are one task each. Groups that pass a
+node's task is its round (``<method>[.seed_<s>].round_<e>``) or final evaluation
+(``<method>[.seed_<s>].final``), parsed by :mod:`p3_pruning.namespaces`, whatever its node name;
+other namespaced nodes (a report) are a task per namespace; nodes without a namespace (the data pipeline) are one task each. Groups that pass a
 dataset the catalog does not persist (a ``MemoryDataset``) are then merged, since separate Airflow
 tasks are separate processes. The DAG file is rendered with kedro-airflow's own template, so each
 task runs ``KedroSession.run(pipeline_names=[<pipeline>], namespaces=[<method>.round_<e>])``.
@@ -22,30 +23,34 @@ from pathlib import Path
 
 from kedro.pipeline import GroupedNodes, Pipeline
 
-NAMESPACE_LEVELS = 2  # <method>.round_<e>
+from p3_pruning import namespaces
 
-
-def task_key(namespace: str | None, node_name: str, levels: int = NAMESPACE_LEVELS) -> str:
-    """The task a node belongs to: its namespace cut to ``levels`` levels, else its own name."""
+def task_key(namespace: str | None, node_name: str) -> str:
+    """The task a node belongs to: its round or final evaluation (``p3.seed_7.round_2``), else its
+    namespace, else its own name."""
     if not namespace:
         return node_name
-    return ".".join(namespace.split(".")[:levels])
+    place = namespaces.parse(namespace)
+    if place.round is not None:
+        return namespaces.round_namespace(place.arm, place.round - 1, place.seed)
+    if place.final:
+        return namespaces.final_namespace(place.arm, place.seed)
+    return namespace
 
 
 def group_by_round(
     pipeline: Pipeline,
     memory_datasets: Iterable[str] = (),
-    *,
-    levels: int = NAMESPACE_LEVELS,
 ) -> list[GroupedNodes]:
-    """One group per ``<method>.round_<e>`` (namespace cut to ``levels``), in topological order.
+    """One group per round (``<method>[.seed_<s>].round_<e>``, :func:`task_key`), in topological
+    order.
 
     Groups connected through one of ``memory_datasets`` (outputs that are not persisted) are merged:
     the consumer could not read them from another task. ``dependencies`` of a group are the groups
     whose outputs it reads.
     """
     memory = set(memory_datasets)
-    key = {n.name: task_key(n.namespace, n.name, levels) for n in pipeline.nodes}
+    key = {n.name: task_key(n.namespace, n.name) for n in pipeline.nodes}
     parent = {k: k for k in key.values()}
 
     def root(k: str) -> str:

@@ -11,7 +11,7 @@ from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
 from p3_pruning.pipelines import compare, data, evaluate, export, rounds, study, sweep
-from p3_pruning.strategies import METHODS
+from p3_pruning.methods import METHODS, P3
 
 
 def configured_parameters(conf_source: str | Path | None = None) -> dict:
@@ -46,7 +46,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines: dict[str, Pipeline] = {"data": data_pipeline}
     for method in METHODS:
         pipelines[method] = data_pipeline + rounds.create_pipeline(method=method, rounds=n_rounds)
-    pipelines["evaluate"] = evaluate.create_pipeline(methods=("p3",), rounds=n_rounds)
+    pipelines["evaluate"] = evaluate.create_pipeline(methods=(P3,), rounds=n_rounds)
     pipelines["compare"] = data_pipeline + compare.create_pipeline(rounds=n_rounds)
     # the rounds' selections of export.methods, joined back to the original records
     exported = params["export"]["methods"]
@@ -63,5 +63,5 @@ def register_pipelines() -> dict[str, Pipeline]:
         )
     # The default run: data, P3's rounds, P3's final evaluation and the base model's, so it ends
     # with both accuracies side by side in the result table.
-    pipelines["__default__"] = pipelines["p3"] + evaluate.create_pipeline(("p3",), n_rounds)
+    pipelines["__default__"] = pipelines[P3] + evaluate.create_pipeline((P3,), n_rounds)
     return pipelines

@@ -30,9 +30,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _scipy_stats
 
+from p3_pruning.methods import P3, REFERENCES
+
 plt.switch_backend("Agg")  # plots are written to files; no display
 
-REFERENCES = ("random", "full")
 # long-table columns averaged over seeds into the study table: per-level accuracies and compute
 _LEVEL_PREFIX = "accuracy/"
 _COMPUTE_SUFFIXES = ("_flops", "_tokens", "_seconds")
@@ -286,7 +287,7 @@ def accuracy_plot(table: pd.DataFrame, results: pd.DataFrame | None = None, *, m
     """Mean accuracy per method with its interval over seeds; each seed as a dot if ``results``."""
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     x = np.arange(len(table))
-    colors = ["#d62" if m == "p3" else "#579" for m in table["method"]]
+    colors = ["#d62" if m == P3 else "#579" for m in table["method"]]
     ax.bar(x, table["mean"], color=colors, alpha=0.35)
     ax.errorbar(x, table["mean"], yerr=_yerr(table), fmt="o", color="k", capsize=4)
     if results is not None:
@@ -308,7 +309,7 @@ def accuracy_compute_plot(table: pd.DataFrame, *, flops: str = "total_flops"):
         raise ValueError(f"study table lacks the compute column {flops!r}")
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for i, row in enumerate(table.itertuples(index=False)):
-        color = "#d62" if row.method == "p3" else f"C{i % 10}"
+        color = "#d62" if row.method == P3 else f"C{i % 10}"
         err = _yerr(table.iloc[[i]])
         x = getattr(row, flops)
         ax.errorbar([x], [row.mean], yerr=err, fmt="o", color=color, capsize=4)

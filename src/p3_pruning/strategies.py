@@ -54,23 +54,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from p3_pruning import dpp, pacing
+from p3_pruning import dpp, methods, pacing
+from p3_pruning.methods import METHODS
 
 log = logging.getLogger(__name__)
 
-METHODS = ("p3", "spl", "dpp", "random", "full", "static", "curriculum")
-# Where each method's difficulties come from: rescored with the current policy every round, scored
-# once with the base model (round 1) and reused, or never scored. The round template is built from it.
-SCORING_REGIME = {
-    "p3": "rescore",
-    "spl": "rescore",
-    "dpp": "rescore",
-    "random": "never",
-    "full": "never",
-    "static": "once",
-    "curriculum": "once",
-}
-_NEEDS_EMBEDDINGS = ("p3", "static", "dpp")
 # option name -> default; a config block may carry all of them, each method uses those it needs
 OPTION_DEFAULTS = {
     "start": pacing.PAPER_START,
@@ -118,7 +106,6 @@ def select(
     return selection
 
 
-THRESHOLDED = ("p3", "static", "spl", "curriculum")  # methods with a threshold step
 ELIGIBLE_COLUMNS = ["sample_id", "difficulty", "threshold", "percentile", "eligible"]
 
 
@@ -138,10 +125,9 @@ def run_strategy(
 
     The two steps of a round, :func:`threshold` then :func:`pick`, in one call.
     """
-    check_method(method)
     eligible = None
     info: dict = {}
-    if method in THRESHOLDED:
+    if methods.get(method).thresholded:
         eligible, info = threshold(
             method, scores, round_index=round_index, rounds=rounds, **options
         )
@@ -157,11 +143,6 @@ def run_strategy(
         **options,
     )
     return chosen, {**pick_info, **info, "eligible": pick_info["eligible"]}
-
-
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown selection method {method!r}; expected one of {METHODS}")
 
 
 def _options(options: dict) -> dict:
@@ -180,13 +161,14 @@ def threshold(
     difficulty d_e as scored, τ_e, P_e, the eligible flag) and info: pool, finite, percentile,
     threshold, eligible (plain numbers).
     """
-    check_method(method)
-    if method not in THRESHOLDED:
-        raise ValueError(f"method {method!r} has no threshold step; thresholded: {THRESHOLDED}")
+    rule = methods.get(method).threshold
+    if rule is None:
+        thresholded = methods.names(threshold=("pacing", "window"))
+        raise ValueError(f"method {method!r} has no threshold step; thresholded: {thresholded}")
     opts = _options(options)
     pacing.percentile(round_index, rounds)  # validates round_index / rounds
     ids, difficulty = _check_scores(scores)
-    if method == "curriculum":
+    if rule == "window":
         percent = curriculum_percentile(round_index, rounds, start=opts["start"])
         finite = np.isfinite(difficulty)
         tau = math.nan
@@ -244,18 +226,18 @@ def pick(
     (``random``, ``full``). p3, static and dpp pick by greedy MAP of the DPP; spl, curriculum and
     random uniformly at random; full takes everything in a seeded shuffled order.
     """
-    check_method(method)
+    traits = methods.get(method)
     opts = _options(options)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     pacing.percentile(round_index, rounds)  # validates round_index / rounds
-    ids, difficulty = _check_scores(scores, used=method not in ("random", "full"))
+    ids, difficulty = _check_scores(scores, used=traits.scores)
     n = len(ids)
     k = resolve_budget(budget, n)
-    X = _check_embeddings(embeddings, n) if method in _NEEDS_EMBEDDINGS else None
+    X = _check_embeddings(embeddings, n) if traits.needs_embeddings else None
     rng = np.random.default_rng([int(seed), int(round_index)])
 
-    candidates, tau = _candidates(method, eligible, ids, difficulty)
+    candidates, tau = _candidates(traits, eligible, ids, difficulty)
     info = {
         "pool": n,
         "finite": int(np.isfinite(difficulty).sum()),
@@ -269,12 +251,12 @@ def pick(
         "dpp_stopped_early": 0,
         "dpp_passes": 0,
     }
-    if method == "full":
+    if traits.selector == "all":
         picks = rng.permutation(n)
         info["budget"] = n
-    elif method in _NEEDS_EMBEDDINGS:
+    elif traits.needs_embeddings:  # the DPP
         picks = _dpp_pick(candidates, X, difficulty, k, opts, rng, info)
-    else:  # spl, random, curriculum: uniform inside the candidates
+    else:  # uniform inside the candidates
         picks = rng.choice(candidates, size=min(k, len(candidates)), replace=False)
 
     info["selected"] = len(picks)
@@ -292,19 +274,19 @@ def pick(
     return _selection_table(ids, difficulty, picks, round_index, tau), info
 
 
-def _candidates(method: str, eligible, ids: np.ndarray, difficulty: np.ndarray):
-    """``(candidates, tau)``: the row positions picked from (see ``pick``) and τ_e (NaN unless
-    thresholded)."""
+def _candidates(traits: methods.Method, eligible, ids: np.ndarray, difficulty: np.ndarray):
+    """``(candidates, tau)``: the row positions picked from (the method's ``candidates`` trait)
+    and τ_e (NaN unless thresholded)."""
     tau = math.nan
     n = len(ids)
-    if method in THRESHOLDED:
-        mask = _check_eligible(eligible, ids, method)
+    if traits.candidates == "eligible":
+        mask = _check_eligible(eligible, ids, traits.name)
         candidates = np.flatnonzero(mask)
         if n:
             tau = float(eligible["threshold"].iloc[0])
-    elif method == "dpp":
+    elif traits.candidates == "finite":
         candidates = np.flatnonzero(np.isfinite(difficulty))
-    else:  # random, full: the whole pool, scores unused
+    else:  # the whole pool, scores unused
         candidates = np.arange(n)
     return candidates, tau
 

@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from p3_pruning import dpp, pacing, strategies
+from p3_pruning import dpp, methods, pacing, strategies
 
 plt.switch_backend("Agg")  # plots are written to files; no display
 
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # options the percentile grid sets itself (start = end = P makes the schedule irrelevant)
 GRID_OPTIONS = ("start", "end", "schedule", "power", "ridge")
+# the rules a sweep runs: threshold + DPP (p3) and threshold + uniform pick (spl)
+SWEPT = methods.names(scoring="rescore", threshold="pacing")
 SCHEDULE_OPTIONS = ("start", "end", "schedule", "power", "alpha")
 METRICS = [
     "pool",
@@ -123,9 +125,9 @@ def _budget_prefixes(scores, embeddings, configured_ids, budgets, run, point) ->
     top = int(np.argmax(ks))
     start = time.perf_counter()
     schedule = {"round_index": run["round_index"], "rounds": run["rounds"]}
-    eligible, info = strategies.threshold("p3", scores, **schedule, **point)
+    eligible, info = strategies.threshold(methods.P3, scores, **schedule, **point)
     chosen, pick_info = strategies.pick(
-        "p3", scores, embeddings, eligible=eligible, budget=budgets[top], **run, **point
+        methods.P3, scores, embeddings, eligible=eligible, budget=budgets[top], **run, **point
     )
     info = {**pick_info, **info, "eligible": pick_info["eligible"]}  # as run_strategy
     largest = _metrics(chosen, info, configured_ids, time.perf_counter() - start)
@@ -133,7 +135,9 @@ def _budget_prefixes(scores, embeddings, configured_ids, budgets, run, point) ->
         return [
             largest
             if i == top
-            else _measure(scores, embeddings, configured_ids, method="p3", budget=b, **run, **point)
+            else _measure(
+                scores, embeddings, configured_ids, method=methods.P3, budget=b, **run, **point
+            )
             for i, b in enumerate(budgets)
         ]
     start = time.perf_counter()
@@ -201,7 +205,7 @@ def sweep(
     round_index: int,
     seed: int,
     configured: pd.DataFrame | None = None,
-    method: str = "p3",
+    method: str = methods.P3,
     progress: bool = True,
     **options,
 ) -> pd.DataFrame:
@@ -214,8 +218,8 @@ def sweep(
     options: further :func:`p3_pruning.strategies.run_strategy` options (``dpp_mode``, ``alpha``,
     ``previous``, ``quality_floor`` …); ``GRID_OPTIONS`` are set by the grid and ignored if given.
     """
-    if method not in ("p3", "spl"):
-        raise ValueError(f"the sweep runs a thresholding method ('p3' or 'spl'), got {method!r}")
+    if method not in SWEPT:
+        raise ValueError(f"the sweep runs a thresholding method that rescores {SWEPT}, got {method!r}")
     percentiles = _values("percentiles", percentiles)
     budgets = _values("budgets", budgets)
     ridges = _values("ridges", ridges)
@@ -230,7 +234,7 @@ def sweep(
     for p, ridge in _progress(groups, enabled=progress, total=len(groups), desc="sweep"):
         point = {**base, "start": float(p), "end": float(p), "ridge": float(ridge)}
         if (
-            method == "p3"
+            methods.get(method).needs_embeddings
             and point.get("dpp_mode", strategies.OPTION_DEFAULTS["dpp_mode"]) == "exact"
         ):
             per_budget = _budget_prefixes(scores, embeddings, configured_ids, budgets, run, point)
@@ -259,7 +263,7 @@ def schedule_sweep(
     seed: int,
     scores_round: int,
     configured: pd.DataFrame | None = None,
-    method: str = "p3",
+    method: str = methods.P3,
     progress: bool = True,
     **options,
 ) -> pd.DataFrame:

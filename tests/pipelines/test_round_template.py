@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from p3_pruning.pipelines.rounds.pipeline import create_pipeline, round_name
+from p3_pruning.namespaces import round_namespace as round_name
+from p3_pruning.pipelines.rounds.pipeline import create_pipeline
 from p3_pruning.strategies import METHODS
 
 

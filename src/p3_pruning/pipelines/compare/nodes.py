@@ -7,6 +7,9 @@ import math
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from p3_pruning.methods import P3
+from p3_pruning.namespaces import FINAL, parse_report_key
+
 plt.switch_backend("Agg")  # plots are written to files; no display
 
 
@@ -51,7 +54,7 @@ def report_table(rounds: pd.DataFrame, finals: dict[str, dict]) -> pd.DataFrame:
 
 def accuracy_plot(table: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    colors = ["#d62" if m == "p3" else "#9ab" for m in table["method"]]
+    colors = ["#d62" if m == P3 else "#9ab" for m in table["method"]]
     ax.bar(table["method"], table["accuracy"], color=colors)
     for x, (acc, n) in enumerate(zip(table["accuracy"], table["n_eval"], strict=True)):
         if not math.isnan(acc) and n:
@@ -111,9 +114,11 @@ def overlap_plot(rounds: pd.DataFrame):
 
 
 def build_report(**inputs):
-    """Gather ``<method>__round_<e>`` summaries and ``<method>__final`` metrics into the report."""
-    summaries = {k: v for k, v in inputs.items() if "__round_" in k}
-    finals = {k.split("__final")[0]: v for k, v in inputs.items() if k.endswith("__final")}
+    """Gather the rounds' summaries and the final metrics (``namespaces.report_key`` arguments)
+    into the report."""
+    keys = {k: parse_report_key(k) for k in inputs}
+    summaries = {k: v for k, v in inputs.items() if keys[k] and keys[k][2].startswith("round_")}
+    finals = {keys[k][0]: v for k, v in inputs.items() if keys[k] and keys[k][2] == FINAL}
     rounds = rounds_table(summaries)
     table = report_table(rounds, finals)
     return table, rounds, accuracy_plot(table), threshold_plot(rounds), overlap_plot(rounds)

@@ -7,17 +7,17 @@ from kedro.pipeline import Node, Pipeline
 from p3_pruning.pipelines.common import REPORT_TAG
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
-from p3_pruning.pipelines.rounds.pipeline import round_name
-from p3_pruning.strategies import METHODS
+from p3_pruning.namespaces import FINAL, final_namespace, report_key, round_namespace
+from p3_pruning.methods import METHODS
 
 from . import nodes
 
 
 def report_pipeline(methods, rounds: int) -> Pipeline:
-    inputs = {f"{m}__final": f"{m}.final.metrics" for m in (*methods, BASE)}
+    inputs = {report_key(m, None, FINAL): f"{final_namespace(m)}.metrics" for m in (*methods, BASE)}
     for m in methods:
         for e in range(rounds):
-            inputs[f"{m}__round_{e + 1}"] = f"{round_name(m, e)}.summary"
+            inputs[report_key(m, None, f"round_{e + 1}")] = f"{round_namespace(m, e)}.summary"
     return Pipeline(
         [
             Node(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from p3_pruning.pipelines.common import FINAL_TAG, bind
-from p3_pruning.pipelines.rounds.pipeline import method_namespace, round_name
+from p3_pruning.namespaces import final_namespace, round_namespace
+from p3_pruning.pipelines.rounds.pipeline import BASE
 
 from . import nodes
 
-BASE = "base"
 
 
 def final_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipeline:
@@ -24,7 +24,7 @@ def final_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipelin
     mapping = {"eval_set": "eval_set"}
     if method != BASE:
         inputs["adapter"] = "adapter"
-        mapping["adapter"] = f"{round_name(method, rounds - 1, seed)}.adapter"
+        mapping["adapter"] = f"{round_namespace(method, rounds - 1, seed)}.adapter"
     return Pipeline(
         [
             Node(
@@ -35,7 +35,7 @@ def final_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipelin
                 tags=[FINAL_TAG],
             )
         ],
-        namespace=f"{method_namespace(method, seed)}.final",
+        namespace=final_namespace(method, seed),
         inputs=mapping,
         parameters={"params:model", "params:generation", "params:scoring"},
     )

@@ -12,7 +12,8 @@ acyclic Kedro DAG. A round has the method's steps, and only those:
 ``random``     pick → …       ``full``: pick (everything, shuffled) → …
 =============  =========================================================================
 
-Which steps score comes from ``strategies.SCORING_REGIME`` (rescore / once / never). In a study the
+Which steps a round has comes from the method registry (:mod:`p3_pruning.methods`: scoring
+rescore / once / never, threshold step or not, DPP or uniform pick). In a study the
 seed is part of the namespace (``<method>.seed_<s>.round_<e>``) and bound into the nodes, and round 1
 of every scoring method reads one shared scoring of the base model per seed
 (:func:`base_scoring_pipeline`, ``base.seed_<s>.round_1``): round 1 scores the same pool with the same
@@ -24,11 +25,12 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from p3_pruning.pipelines.common import SUMMARY_TAG, bind
-from p3_pruning.strategies import METHODS, SCORING_REGIME, THRESHOLDED
+from p3_pruning import methods
+from p3_pruning.namespaces import round_namespace
 
 from . import nodes
 
-DPP_METHODS = frozenset({"p3", "static", "dpp"})
+BASE = "base"  # the untuned model: its round-1 scoring and its final evaluation
 GLOBAL_INPUTS = {"train_pool", "eval_set"}
 PARAMETERS = {
     "params:model",
@@ -40,16 +42,6 @@ PARAMETERS = {
     "params:budget",
     "params:seed",
 }
-
-
-def method_namespace(method: str, seed: int | None = None) -> str:
-    """``p3`` or, in a study, ``p3.seed_7``."""
-    return method if seed is None else f"{method}.seed_{seed}"
-
-
-def round_name(method: str, round_index: int, seed: int | None = None) -> str:
-    """Namespace of a round; ``round_index`` is 0-based, names are 1-based."""
-    return f"{method_namespace(method, seed)}.round_{round_index + 1}"
 
 
 def _score_step(round_index: int, seed: int | None) -> Node:
@@ -91,18 +83,19 @@ def _select_step(method: str, round_index: int, rounds: int, seed: int | None) -
         inputs["seed"] = "params:seed"
     else:
         bound["seed"] = seed
-    if SCORING_REGIME[method] == "never":
+    traits = methods.get(method)
+    if not traits.scores:
         inputs["pool"] = "train_pool"
         func = nodes.pick_unscored
     else:
         inputs["scores"] = "scores"
         inputs["pool"] = "train_pool"  # origin appended after the pick, never read by the selector
         func = nodes.select
-        if method in THRESHOLDED:
+        if traits.thresholded:
             inputs["eligible"] = "eligible"
-        if method in DPP_METHODS:
+        if traits.needs_embeddings:
             inputs["embeddings"] = "embeddings"
-    name = "dpp_select" if method in DPP_METHODS else "pick"
+    name = traits.step_name
     return Node(
         func=bind(func, **bound),
         inputs=inputs,
@@ -175,7 +168,7 @@ def _summary_step(
     for optional in ("score_info", "threshold_info"):
         if optional in produced:
             inputs[optional] = optional
-    if SCORING_REGIME[method] != "never":
+    if methods.get(method).scores:
         inputs["scores"] = "scores"
     if round_index > 0:
         inputs["previous"] = "prev_selection"
@@ -191,7 +184,7 @@ def _summary_step(
 def base_scoring_pipeline(seed: int | None = None) -> Pipeline:
     """Round 1's scoring step alone (the base model on the pool), under ``base[.seed_<s>].round_1``:
     what every scoring method's round 1 computes, for rounds built with ``shared_first_scores``."""
-    ns = round_name("base", 0, seed)
+    ns = round_namespace(BASE, 0, seed)
     return Pipeline(
         [_score_step(0, seed)],
         namespace=ns,
@@ -229,15 +222,14 @@ def round_pipeline(
     the method). ``blocks``: parameters read from other datasets, ``{"params:budget":
     "random_matched.settings.budget"}`` (a study arm's overrides merged into the run's).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    traits = methods.get(method)
     name = name or method
     blocks = blocks or {}
-    regime = SCORING_REGIME[method]
+    regime = traits.scoring
     first = round_index == 0
     steps: list[Node] = []
     mapping: dict[str, str] = {}
-    first_scores = round_name("base" if shared_first_scores else name, 0, seed)
+    first_scores = round_namespace(BASE if shared_first_scores else name, 0, seed)
 
     if regime != "never" and first and shared_first_scores:
         mapping.update(
@@ -249,7 +241,7 @@ def round_pipeline(
         steps.append(_score_step(round_index, seed))
     elif regime == "once":  # static scores: the base model's, computed once in round 1
         mapping.update(scores=f"{first_scores}.scores", embeddings=f"{first_scores}.embeddings")
-    if method in THRESHOLDED:
+    if traits.thresholded:
         steps.append(
             _threshold_step(method, round_index, rounds, regime == "rescore" and not first)
         )
@@ -262,15 +254,15 @@ def round_pipeline(
     steps = [_with_blocks(step, blocks) for step in steps]
 
     if not first:
-        prev = round_name(name, round_index - 1, seed)
+        prev = round_namespace(name, round_index - 1, seed)
         mapping.update(prev_adapter=f"{prev}.adapter", prev_selection=f"{prev}.selection")
-        if regime == "rescore" and method in THRESHOLDED:
+        if regime == "rescore" and traits.thresholded:
             scored_prev = first_scores if round_index == 1 else prev
             mapping["prev_scores"] = f"{scored_prev}.scores"
     used = {dataset for step in steps for dataset in step.inputs}
     return Pipeline(
         steps,
-        namespace=round_name(name, round_index, seed),
+        namespace=round_namespace(name, round_index, seed),
         inputs={
             **{dataset: dataset for dataset in GLOBAL_INPUTS},
             **{k: v for k, v in mapping.items() if k in used},

@@ -9,8 +9,9 @@ import pandas as pd
 from p3_pruning import stats
 from p3_pruning.audit import audit_plot, audit_summary, audit_table
 from p3_pruning.compute import run_compute
+from p3_pruning.methods import P3, REFERENCES
+from p3_pruning.namespaces import FINAL, parse_report_key
 
-KEY_SEP = "__"  # report inputs are named <method>__<seed>__final, <method>__<seed>__round_<e>, …
 
 
 def results_table(
@@ -49,16 +50,16 @@ def _split(inputs: dict) -> tuple[dict, dict, dict]:
     finals, rounds, scores = {}, {}, {}
     pool = inputs.get("train_pool")
     for key, value in inputs.items():
-        parts = key.split(KEY_SEP)
-        if len(parts) < 3:
+        parsed = parse_report_key(key)  # <arm>__<seed>__final | round_<e> | scores__<e>
+        if parsed is None:
             continue
-        method, seed = parts[0], None if parts[1] == "none" else int(parts[1])
-        if parts[2] == "final":
+        method, seed, what, rest = parsed
+        if what == FINAL:
             finals[(method, seed)] = value
-        elif parts[2].startswith("round_"):
+        elif what.startswith("round_"):
             rounds.setdefault((method, seed), []).append(value)
-        elif parts[2] == "scores":
-            scores[(method, seed, int(parts[3]))] = value
+        elif what == "scores":
+            scores[(method, seed, int(rest[0]))] = value
     return finals, rounds, {"pool": pool, "scores": scores}
 
 
@@ -67,7 +68,7 @@ def build_study_report(**inputs):
     arm, round and origin) with its plot, from every final and round of the study."""
     finals, rounds, level_inputs = _split(inputs)
     results = results_table(finals, rounds)
-    table = stats.study_table(results, references=(*stats.REFERENCES, "p3"))
+    table = stats.study_table(results, references=(*REFERENCES, P3))
     accuracy = stats.accuracy_plot(table, results)
     compute = stats.accuracy_compute_plot(table)
     frames = []

@@ -19,14 +19,13 @@ from kedro.pipeline import Node, Pipeline
 from p3_pruning.config import ARM_BLOCKS, merge_block
 from p3_pruning.pipelines.common import REPORT_TAG, bind
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
-from p3_pruning.pipelines.rounds.pipeline import base_scoring_pipeline, round_name
+from p3_pruning.namespaces import FINAL, final_namespace, report_key
+from p3_pruning.namespaces import round_namespace
+from p3_pruning.pipelines.rounds.pipeline import base_scoring_pipeline
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
-from p3_pruning.strategies import SCORING_REGIME
+from p3_pruning.methods import get as method_traits
 
 from . import nodes
-
-SEP = nodes.KEY_SEP
-
 
 class Arm(NamedTuple):
     """One arm of a study: its name (the namespace's first part), method, overrides and seeds."""
@@ -69,20 +68,21 @@ def settings_pipeline(arm: Arm) -> tuple[Pipeline, dict[str, str]]:
 
 
 def report_pipeline(arms: list[Arm], rounds: int) -> Pipeline:
-    inputs = {f"{BASE}{SEP}none{SEP}final": f"{BASE}.final.metrics", "train_pool": "train_pool"}
+    inputs = {report_key(BASE, None, FINAL): f"{final_namespace(BASE)}.metrics"}
+    inputs["train_pool"] = "train_pool"
     for arm in arms:
         for s in arm.seeds:
-            inputs[f"{arm.name}{SEP}{s}{SEP}final"] = f"{arm.name}.seed_{s}.final.metrics"
+            inputs[report_key(arm.name, s, FINAL)] = f"{final_namespace(arm.name, s)}.metrics"
             for e in range(rounds):
-                key = f"{arm.name}{SEP}{s}{SEP}round_{e + 1}"
-                inputs[key] = f"{round_name(arm.name, e, s)}.summary"
+                key = report_key(arm.name, s, f"round_{e + 1}")
+                inputs[key] = f"{round_namespace(arm.name, e, s)}.summary"
     # difficulty by level: the first seed of each arm that rescores (round 1: the shared scoring)
-    for arm in (a for a in arms if SCORING_REGIME[a.method] == "rescore"):
+    for arm in (a for a in arms if method_traits(a.method).scoring == "rescore"):
         first = arm.seeds[0]
         for e in range(rounds):
             shared = e == 0 and "scoring" not in arm.overrides
-            scored_by = round_name(BASE if shared else arm.name, e, first)
-            inputs[f"{arm.name}{SEP}{first}{SEP}scores{SEP}{e + 1}"] = f"{scored_by}.scores"
+            scored_by = round_namespace(BASE if shared else arm.name, e, first)
+            inputs[report_key(arm.name, first, "scores", e + 1)] = f"{scored_by}.scores"
     return Pipeline(
         [
             Node(
@@ -115,7 +115,7 @@ def create_pipeline(methods, seeds, *, rounds: int, arms: dict | None = None) ->
         {
             s
             for arm in all_arms
-            if SCORING_REGIME[arm.method] != "never" and "scoring" not in arm.overrides
+            if method_traits(arm.method).scores and "scoring" not in arm.overrides
             for s in arm.seeds
         }
     )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+from p3_pruning import methods
 from p3_pruning import sweep as core
 
 
 def strategy_for(method: str) -> str:
-    """The rule swept: threshold + uniform pick for ``spl``, threshold + DPP (P3's) otherwise."""
-    return "spl" if method == "spl" else "p3"
+    """The rule swept: the rescoring thresholded method with ``method``'s selector (threshold +
+    DPP for p3 and static, threshold + uniform pick for spl and curriculum)."""
+    selector = methods.get(method).selector
+    return next(m for m in core.SWEPT if methods.get(m).selector == selector)
 
 
 def run_sweep(

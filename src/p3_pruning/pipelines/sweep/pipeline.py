@@ -11,29 +11,27 @@ from __future__ import annotations
 from kedro.pipeline import Node, Pipeline
 
 from p3_pruning.pipelines.common import bind
-from p3_pruning.pipelines.rounds.pipeline import round_name
-from p3_pruning.strategies import SCORING_REGIME
+from p3_pruning.namespaces import round_namespace
+from p3_pruning import methods
 
 from . import nodes
 
 NAMESPACE = "sweep"
 
 
-def create_pipeline(method: str = "p3", round: int = 1, seed: int | None = None) -> Pipeline:
+def create_pipeline(method: str = methods.P3, round: int = 1, seed: int | None = None) -> Pipeline:
     """Sweep ``method``'s round ``round`` (1-based); ``seed``: a study's seed namespace, or None."""
-    if method not in SCORING_REGIME:
-        raise ValueError(f"unknown method {method!r}; expected one of {tuple(SCORING_REGIME)}")
-    regime = SCORING_REGIME[method]
+    regime = methods.get(method).scoring
     if regime == "never":
         raise ValueError(
             f"method {method!r} never scores the pool, so it has no cached scores to sweep; "
-            "choose one of " + ", ".join(m for m, r in SCORING_REGIME.items() if r != "never")
+            "choose one of " + ", ".join(methods.names(scoring=("rescore", "once")))
         )
     if isinstance(round, bool) or not isinstance(round, int) or round < 1:
         raise ValueError(f"round must be an integer >= 1 (1-based), got {round!r}")
     index = round - 1
-    here = round_name(method, index, seed)
-    scored = here if regime == "rescore" else round_name(method, 0, seed)
+    here = round_namespace(method, index, seed)
+    scored = here if regime == "rescore" else round_namespace(method, 0, seed)
     inputs = {
         "scores": f"{scored}.scores",
         "embeddings": f"{scored}.embeddings",
@@ -50,7 +48,7 @@ def create_pipeline(method: str = "p3", round: int = 1, seed: int | None = None)
     else:
         bound["seed"] = seed
     if regime == "rescore" and index > 0:
-        inputs["previous_scores"] = f"{round_name(method, index - 1, seed)}.scores"
+        inputs["previous_scores"] = f"{round_namespace(method, index - 1, seed)}.scores"
     external = {v for k, v in inputs.items() if not v.startswith("params:")}
     return Pipeline(
         [
