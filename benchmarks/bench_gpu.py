@@ -12,8 +12,9 @@ One markdown table, three groups of rows:
 1. ``device = CPU``, on the same inputs. The tiny model of the tests (``load_model("tiny-random")``,
    a 2-layer Llama, random weights) runs on the CPU and, as a copy, on the device: the scorer's action
    probabilities and difficulties in fp32 and in bf16 (the device's production setting: bf16 weights
-   and autocast); exact ``greedy_map`` picks; the loss of one LoRA training step (``train_round``
-   trains under bf16 autocast on CUDA); greedy tokens in fp32 (``evaluation.greedy_decode``). A
+   and autocast); ``greedy_map`` picks, exact and stochastic (in --cpu mode the "device" side runs
+   the torch code path CUDA takes instead of numpy); the loss of one LoRA training step
+   (``train_round`` trains under bf16 autocast on CUDA); greedy tokens in fp32 (``evaluation.greedy_decode``). A
    random model's probabilities sit near 1/|V|, so they are compared on the log scale and the
    difficulties d through 1 − d (the mean action probability) relatively: small numbers still
    differ visibly there. TF32 is off (``torch.set_float32_matmul_precision("highest")``).
@@ -33,7 +34,8 @@ One markdown table, three groups of rows:
 
 ``--cpu``: the device is the CPU again and every size is tiny (the config shrinks to 2 layers of 64,
 same architecture), so the script runs end to end in about a minute on 2 cores; the fp32
-comparisons are then equal by construction, the bf16 ones are not. This is what CI runs
+scorer, generation and training comparisons are then equal by construction; the bf16 ones and
+``greedy_map``'s (two code paths) are not. This is what CI runs
 (tests/test_device_check.py). Exit status 1 when a comparison fails or a stage raises (its row says
 which and why); the other stages still run.
 
@@ -62,9 +64,11 @@ import torch
 
 from bench_dpp import unit_features
 from bench_scoring import run_authors, run_bare
+from p3_pruning import dpp_stochastic
 from p3_pruning.chat import prompt_text
 from p3_pruning.compute import count_parameters, stage_flops
-from p3_pruning.dpp import greedy_map
+from p3_pruning.dpp import DEFAULT_RIDGE, exact_greedy, greedy_map
+from p3_pruning.dpp_kernel import Kernel
 from p3_pruning.encoding import encode
 from p3_pruning.evaluation import generate, greedy_decode
 from p3_pruning.models import TINY, load_model, pick_dtype
@@ -319,25 +323,43 @@ def compare_scorer(report, cpu_model, device, tokenizer, samples) -> None:
         )
 
 
+def device_greedy_map(features, quality, k: int, device, mode: str, seed: int):
+    """``greedy_map`` on ``device``; on the CPU, through the torch code path CUDA takes (the CPU
+    default is numpy), so that the CPU rehearsal compares two different code paths too."""
+    if device.type != "cpu":
+        return greedy_map(features, quality, k, device=device, mode=mode, seed=seed)
+    kernel = Kernel.build(
+        torch.as_tensor(features), quality, ridge=DEFAULT_RIDGE, numpy_on_cpu=False
+    )
+    if mode == "exact":
+        picks, log_det, _ = exact_greedy(kernel, k)
+    else:
+        size = dpp_stochastic.sample_size(len(features), k, 0.01)
+        picks, log_det, _ = dpp_stochastic.stochastic_greedy(kernel, k, size=size, seed=seed)
+    return np.asarray(picks, dtype=np.int64), log_det
+
+
 def compare_dpp(report, device, n: int, d: int, k: int, seed: int) -> None:
     features = unit_features(n, d, seed).numpy()
     quality = np.random.default_rng(seed).uniform(0.2, 1.0, n)
-    cpu_picks, cpu_ld = greedy_map(features, quality, k, device="cpu")
-    dev_picks, dev_ld = greedy_map(features, quality, k, device=device)
-    same = np.array_equal(cpu_picks, dev_picks)
-    m = min(len(cpu_picks), len(dev_picks))
-    diverge = int(np.argmax(cpu_picks[:m] != dev_picks[:m])) if not same and m else m
-    rel = abs(dev_ld - cpu_ld) / max(abs(cpu_ld), 1e-300)
-    where = "identical" if same else f"differ from pick {diverge}"
-    report.add(
-        Row(
-            G_SAME,
-            f"greedy_map exact picks, n={n:,} d={d} k={k:,}",
-            f"{len(dev_picks):,} picks {where}; log det rel. diff {rel:.1e}",
-            f"identical; <= {TOL['log_det']:g}",
-            same and rel <= TOL["log_det"],
+    path = "" if device.type != "cpu" else " (torch path)"
+    for mode in ("exact", "stochastic"):
+        cpu_picks, cpu_ld = greedy_map(features, quality, k, device="cpu", mode=mode, seed=seed)
+        dev_picks, dev_ld = device_greedy_map(features, quality, k, device, mode, seed)
+        same = np.array_equal(cpu_picks, dev_picks)
+        m = min(len(cpu_picks), len(dev_picks))
+        diverge = int(np.argmax(cpu_picks[:m] != dev_picks[:m])) if not same and m else m
+        rel = abs(dev_ld - cpu_ld) / max(abs(cpu_ld), 1e-300)
+        where = "identical" if same else f"differ from pick {diverge}"
+        report.add(
+            Row(
+                G_SAME,
+                f"greedy_map {mode} picks{path}, n={n:,} d={d} k={k:,}",
+                f"{len(dev_picks):,} picks {where}; log det rel. diff {rel:.1e}",
+                f"identical; <= {TOL['log_det']:g}",
+                same and rel <= TOL["log_det"],
+            )
         )
-    )
 
 
 def compare_train_step(report, device, tokenizer, samples, payload: Path) -> None:
@@ -423,6 +445,7 @@ def build_model(config_path: Path, overrides: dict, tokenizer, device, dtype, se
     torch.manual_seed(seed)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.to(device)  # a no-op when the device context above already placed every weight
     with torch.no_grad():  # ids the tokenizer cannot decode: logit 0, below the best real one
         model.get_output_embeddings().weight[len(tokenizer) :] = 0
     return model.eval(), config
@@ -448,142 +471,157 @@ class TokenCounter:
         self.handle.remove()
 
 
-def rate_row(
-    check: str, tokens: float, seconds: float, flops: float, peak: float, mem: float, extra=""
-):
-    mfu = flops / (seconds * peak)
-    result = (
-        f"{tokens / seconds:,.0f} tok/s ({tokens:,.0f} tokens in {seconds:.2f} s), "
-        f"MFU {mfu:.1%}, peak mem {mem:.2f} GiB"
-    )
-    return Row(G_RATE, check, result + (f"; {extra}" if extra else ""))
+class Rates:
+    """The throughput rows, one stage each (a stage that fails leaves the others to run), on one
+    randomly initialised model and the same token ids."""
 
-
-def throughput(report, args, device, tokenizer, samples, overrides) -> None:
-    dtype = pick_dtype(device)  # bf16 on CUDA, fp32 on the CPU: what load_model gives
-    model, config = build_model(args.config, overrides, tokenizer, device, dtype)
-    counts = count_parameters(model)
-    P = counts["matmul"]
-    peak = matmul_peak(device, dtype, args.matmul)
-    free(device)
-    shrunk = " with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else ""
-    report.add(
-        Row(
-            G_RATE,
-            "model and peak",
-            f"{Path(args.config).name}{shrunk}: {config.model_type}, "
-            f"{P / 1e6:,.1f} M matmul params, {dtype}; "
-            f"peak {peak / 1e12:,.2f} TFLOP/s ({dtype} matmul {args.matmul}^3)",
-        )
-    )
-    data = take(samples, args.score_n)
-    encoded = [encode(tokenizer, row) for _, row in data.iterrows()]
-    tokens = float(sum(len(ids) for ids, _ in encoded))
-    flops = stage_flops("score", tokens, P)
-
-    budgets = [int(b) for b in args.budgets.split(",")]
-    score_samples(model, tokenizer, data.iloc[:8], token_budget=budgets[0], progress=False)
-    best, rates = None, {}
-    for budget in budgets:
-        with PeakMemory(device) as mem:
-            seconds, _ = timed(
-                device,
-                lambda b=budget: score_samples(
-                    model, tokenizer, data, token_budget=b, progress=False
-                ),
-            )
-        rates[budget] = tokens / seconds
+    def __init__(self, report: Report, args, device, tokenizer, samples, overrides: dict):
+        self.report, self.args, self.device, self.tokenizer = report, args, device, tokenizer
+        self.samples = samples
+        dtype = pick_dtype(device)  # bf16 on CUDA, fp32 on the CPU: what load_model gives
+        self.model, config = build_model(args.config, overrides, tokenizer, device, dtype)
+        self.P = count_parameters(self.model)["matmul"]
+        self.peak = matmul_peak(device, dtype, args.matmul)
+        free(device)
+        shrunk = " with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else ""
         report.add(
-            rate_row(f"scorer, token_budget {budget}", tokens, seconds, flops, peak, mem.gib)
+            Row(
+                G_RATE,
+                "model and peak",
+                f"{Path(args.config).name}{shrunk}: {config.model_type}, "
+                f"{self.P / 1e6:,.1f} M matmul params, {dtype}; "
+                f"peak {self.peak / 1e12:,.2f} TFLOP/s ({dtype} matmul {args.matmul}^3)",
+            )
         )
-        if best is None or rates[budget] > rates[best]:
-            best = budget
-    default = default_token_budget(model)
-    vs_default = (
-        f"{rates[best] / rates[default]:.2f}x the default budget {default}"
-        if default in rates
-        else f"the default {default} was not measured"
-    )
-    report.add(
-        Row(G_RATE, "scorer, best token_budget", f"{best}: {rates[best]:,.0f} tok/s = {vs_default}")
-    )
+        self.data = take(samples, args.score_n)
+        self.encoded = [encode(tokenizer, row) for _, row in self.data.iterrows()]
+        self.tokens = float(sum(len(ids) for ids, _ in self.encoded))
+        self.best, self.rates = default_token_budget(self.model), {}
 
-    run_bare(model, tokenizer, encoded[:8], best)  # warm-up
-    with PeakMemory(device) as mem:
-        seconds, _ = timed(device, lambda: run_bare(model, tokenizer, encoded, best))
-    report.add(
-        rate_row(
+    def run(self) -> None:
+        for name, stage in (
+            ("scorer", self.scorer),
+            ("bare forward and authors' procedure", self.references),
+            ("LoRA training", self.training),
+            ("generation", self.generation),
+        ):
+            self.report.stage(G_RATE, name, stage)
+            free(self.device)
+
+    def row(self, check, tokens, seconds, flops, mem, extra="") -> None:
+        mfu = flops / (seconds * self.peak)
+        result = (
+            f"{tokens / seconds:,.0f} tok/s ({tokens:,.0f} tokens in {seconds:.2f} s), "
+            f"MFU {mfu:.1%}, peak mem {mem:.2f} GiB"
+        )
+        self.report.add(Row(G_RATE, check, result + (f"; {extra}" if extra else "")))
+
+    def scorer(self) -> None:
+        model, tok, data = self.model, self.tokenizer, self.data
+        budgets = [int(b) for b in self.args.budgets.split(",")]
+        score_samples(model, tok, data.iloc[:8], token_budget=budgets[0], progress=False)  # warm-up
+        flops = stage_flops("score", self.tokens, self.P)
+        for budget in budgets:
+            with PeakMemory(self.device) as mem:
+                seconds, _ = timed(
+                    self.device,
+                    lambda b=budget: score_samples(
+                        model, tok, data, token_budget=b, progress=False
+                    ),
+                )
+            self.rates[budget] = self.tokens / seconds
+            self.row(f"scorer, token_budget {budget}", self.tokens, seconds, flops, mem.gib)
+        self.best = max(self.rates, key=self.rates.get)
+        default = default_token_budget(model)
+        vs_default = (
+            f"{self.rates[self.best] / self.rates[default]:.2f}x the default budget {default}"
+            if default in self.rates
+            else f"the default {default} was not measured"
+        )
+        self.report.add(
+            Row(
+                G_RATE,
+                "scorer, best token_budget",
+                f"{self.best}: {self.rates[self.best]:,.0f} tok/s = {vs_default}",
+            )
+        )
+
+    def versus(self, tokens: float, seconds: float) -> str:
+        if self.best not in self.rates:
+            return "no scorer rate to compare"
+        return f"scorer = {self.rates[self.best] / (tokens / seconds):.2f}x this"
+
+    def references(self) -> None:
+        model, tok, encoded, best = self.model, self.tokenizer, self.encoded, self.best
+        run_bare(model, tok, encoded[:8], best)  # warm-up
+        with PeakMemory(self.device) as mem:
+            seconds, _ = timed(self.device, lambda: run_bare(model, tok, encoded, best))
+        flops = stage_flops("score", self.tokens, self.P)
+        self.row(
             f"bare batched forward, token_budget {best}",
-            tokens,
+            self.tokens,
             seconds,
             flops,
-            peak,
             mem.gib,
-            f"scorer = {rates[best] / (tokens / seconds):.2f}x this",
+            self.versus(self.tokens, seconds),
         )
-    )
-    few = encoded[: args.authors_n]
-    few_tokens = float(sum(len(ids) for ids, _ in few))
-    with PeakMemory(device) as mem:
-        seconds, _ = timed(device, lambda: run_authors(model, tokenizer, few))
-    report.add(
-        rate_row(
+        few = encoded[: self.args.authors_n]
+        tokens = float(sum(len(ids) for ids, _ in few))
+        with PeakMemory(self.device) as mem:
+            seconds, _ = timed(self.device, lambda: run_authors(model, tok, few))
+        self.row(
             f"authors' one forward per action ({len(few)} samples)",
-            few_tokens,
+            tokens,
             seconds,
-            stage_flops("score", few_tokens, P),
-            peak,
+            stage_flops("score", tokens, self.P),
             mem.gib,
-            f"scorer = {rates[best] / (few_tokens / seconds):.2f}x this",
+            self.versus(tokens, seconds),
         )
-    )
 
-    train_set = take(samples, args.train_n)
-    with PeakMemory(device) as mem:
-        adapter, metrics = train_round(
-            model, tokenizer, train_set, batch_size=args.train_batch, progress=False
-        )
-    trainable = count_parameters(model, adapter)["trainable"]
-    report.add(
-        rate_row(
+    def training(self) -> None:
+        args = self.args
+        train_set = take(self.samples, args.train_n)
+        with PeakMemory(self.device) as mem:
+            adapter, metrics = train_round(
+                self.model, self.tokenizer, train_set, batch_size=args.train_batch, progress=False
+            )
+        trainable = count_parameters(self.model, adapter)["trainable"]
+        tokens = metrics["n_input_tokens"]
+        self.row(
             f"LoRA training ({len(train_set)} samples, batch {args.train_batch}, "
             f"{metrics['steps']} steps)",
-            metrics["n_input_tokens"],
+            tokens,
             metrics["seconds"],
-            stage_flops("train", metrics["n_input_tokens"], P, trainable),
-            peak,
+            stage_flops("train", tokens, self.P, trainable),
             mem.gib,
-            f"{trainable:,} LoRA params",
+            f"{trainable:,} LoRA params; seconds of Trainer.train",
         )
-    )
-    free(device)
 
-    gen_set = take(samples, args.gen_n)
-    with PeakMemory(device) as mem, TokenCounter(model) as counted:
-        seconds, _ = timed(
-            device,
-            lambda: generate(
-                model,
-                tokenizer,
-                gen_set,
-                max_new_tokens=args.gen_new,
-                batch_size=args.gen_batch,
-                stop_at_answer=False,
-                progress=False,
-            ),
-        )
-    read, wrote = counted.read, counted.written
-    report.add(
-        rate_row(
+    def generation(self) -> None:
+        args = self.args
+        gen_set = take(self.samples, args.gen_n)
+        with PeakMemory(self.device) as mem, TokenCounter(self.model) as counted:
+            seconds, _ = timed(
+                self.device,
+                lambda: generate(
+                    self.model,
+                    self.tokenizer,
+                    gen_set,
+                    max_new_tokens=args.gen_new,
+                    batch_size=args.gen_batch,
+                    stop_at_answer=False,
+                    progress=False,
+                ),
+            )
+        tokens = counted.read + counted.written
+        self.row(
             f"generation ({len(gen_set)} prompts, batch {args.gen_batch}, <= {args.gen_new} new)",
-            read + wrote,
+            tokens,
             seconds,
-            stage_flops("generate", read + wrote, P),
-            peak,
+            stage_flops("generate", tokens, self.P),
             mem.gib,
-            f"{wrote / seconds:,.0f} new tok/s",
+            f"{counted.written / seconds:,.0f} new tok/s",
         )
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -744,8 +782,8 @@ def run_all(report: Report, args, device, tokenizer, samples) -> None:
     if "rate" not in skip:
         report.stage(
             G_RATE,
-            "throughput",
-            lambda: throughput(report, args, device, tokenizer, samples, overrides),
+            "throughput setup",
+            lambda: Rates(report, args, device, tokenizer, samples, overrides).run(),
         )
         free(device)  # the model went with the stage
     if "dpp" not in skip:

@@ -22,6 +22,7 @@ SAME = [
     "scorer bf16: difficulties",
     "greedy generation fp32: tokens",
     "greedy_map exact picks",
+    "greedy_map stochastic picks",
     "LoRA training step: loss",
 ]
 RATES = [
@@ -93,10 +94,9 @@ def test_every_comparison_passes_and_fp32_is_exact_on_the_cpu(check):
     for name in SAME[:2] + ["LoRA training step: loss"]:
         result = find(rows, "device = CPU", name)["result"]
         assert re.search(r"diff (of log p |of 1 - d )?0\.0e\+00 ", result), result
-    assert find(rows, "device = CPU", "greedy_map exact picks")["result"].split()[1:3] == [
-        "picks",
-        "identical;",
-    ]
+    for mode in ("exact", "stochastic"):  # numpy against the torch code path CUDA takes
+        row = find(rows, "device = CPU", f"greedy_map {mode} picks (torch path)")
+        assert row["result"].split()[1:3] == ["picks", "identical;"], row
     bf16 = find(rows, "device = CPU", "scorer bf16: action probabilities")["result"]
     assert float(re.search(r"log p ([\d.e+-]+)", bf16)[1]) > 0  # bf16 really is another precision
     imports = find(rows, "imports", "packages absent on the device")
