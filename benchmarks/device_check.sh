@@ -4,7 +4,8 @@
 #
 #   bash benchmarks/device_check.sh prepare   here: write the payload the device machine reads
 #   bash benchmarks/device_check.sh           on the device machine (needs only torch, transformers,
-#                                             peft, accelerate, pandas, pyarrow; no Kedro, no hub)
+#                                             peft, accelerate, pandas, pyarrow, tqdm: its python3
+#                                             has them; no Kedro, no hub)
 #   bash benchmarks/device_check.sh --cpu     here and in CI: prepare, then the whole script with
 #                                             tiny sizes on the CPU (tests/test_device_check.py)
 # Extra arguments go to bench_gpu.py. Environment: PYTHON (default .venv/bin/python if present, else
@@ -14,15 +15,15 @@
 # The call a session makes once it has a device (after `prepare` here, in the same checkout):
 #
 #   run(command="bash benchmarks/device_check.sh", carry=["benchmarks/device_payload"],
-#       timeout_s=450)
+#       timeout_s=360)
 #
 # It writes $OUT/bench_gpu.md (the table), $OUT/bench_gpu.log (stdout: the same table, row by row,
 # so a run cut short still leaves every finished row), $OUT/bench_gpu.err (progress, stage times,
 # warnings, tracebacks) and $OUT/env.txt (nvidia-smi, package versions).
 #
 # Why it fits, payload: what travels is the working tree (tracked and untracked, not ignored files:
-# 1.33 MB at this commit) plus the carried payload (SmolLM2 tokenizer.json folder 3.53 MB + 512
-# samples in parquet 0.03 MB = 3.56 MB): about 4.9 MB = 4.7 MiB of the 64 MiB allowed (7 %).
+# 1.35 MB at this commit) plus the carried payload (SmolLM2 tokenizer.json folder 3.53 MB + 512
+# samples in parquet 0.03 MB = 3.56 MB): 4.91 MB = 4.7 MiB of the 64 MiB allowed (7 %).
 # `prepare` measures both again and fails above 64 MiB. The 93 MB GGUF the tokenizer comes from
 # stays here.
 #
@@ -42,9 +43,10 @@
 #   device = CPU rows (16 CPU cores for the CPU side: greedy_map 100k x 128 x 1000
 #     = 1.3e10 multiply-adds, tiny-model scoring, training and decoding)            ->  20 s
 #   imports, model initialisation on the device, warm-ups                           ->  30 s
-# about 3 min in all at 10 % MFU. The script is stopped at 420 s (7 min, `timeout -s INT`: it then
-# still prints the rows it has and a failed "interrupted" row), inside the run's 450 s limit, so
-# the check stays within 8 minutes of the session's 15 minutes of device time.
+# about 3 min in all at 10 % MFU. The script is stopped at 330 s (5.5 min, `timeout -s INT`: it
+# then still prints the rows it has and a failed "interrupted" row), inside the run's 360 s limit;
+# with the machine's start (counted as device time too, a minute or two) the check stays within
+# 8 of the session's 15 minutes of device time, leaving room for one rerun of a part (--skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -54,7 +56,7 @@ if [ -z "${PYTHON:-}" ]; then
   if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
 export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}"  # the device has no installed project
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false KEDRO_DISABLE_TELEMETRY=1
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false KEDRO_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
 
 prepare() {
   "$PYTHON" benchmarks/bench_gpu.py --prepare --payload "$PAYLOAD"
@@ -83,7 +85,7 @@ print("python", platform.python_version(), "torch", torch.__version__, "cuda", t
       "accelerate", accelerate.__version__, "pandas", pandas.__version__, "pyarrow", pyarrow.__version__)'
   } >"$OUT/env.txt" 2>&1 || true
   echo "results in $OUT" >&2
-  timeout -s INT -k 20 420 "$PYTHON" benchmarks/bench_gpu.py --payload "$PAYLOAD" \
+  timeout -s INT -k 15 330 "$PYTHON" benchmarks/bench_gpu.py --payload "$PAYLOAD" \
     --out "$OUT/bench_gpu.md" "$@" 2> >(tee "$OUT/bench_gpu.err" >&2) | tee "$OUT/bench_gpu.log"
 }
 
