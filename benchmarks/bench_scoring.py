@@ -90,15 +90,17 @@ def run_scorer(model, tok, samples, budget):
 
 def run_bare(model, tok, encoded, budget):
     seqs = [ids for ids, _ in encoded]
+    dev = next(model.parameters()).device
     with torch.inference_mode():
         for batch in tqdm(length_batches([len(s) for s in seqs], budget), desc="bare", leave=False):
             ids, mask = padded([seqs[i] for i in batch], tok.pad_token_id)
-            model(input_ids=ids, attention_mask=mask)
+            model(input_ids=ids.to(dev), attention_mask=mask.to(dev))
 
 
 def run_authors(model, tok, encoded, batch_size=5):
     """Per sample: one input per action (prefix through it, right-padded), full softmax, ≤ 5 a batch."""
     out = []
+    dev = next(model.parameters()).device
     with torch.inference_mode():
         for ids, spans in tqdm(encoded, desc="authors", leave=False):
             full = ids[: spans[-1][1]]
@@ -107,10 +109,13 @@ def run_authors(model, tok, encoded, batch_size=5):
                 group = spans[c : c + batch_size]
                 inputs = [full[:e] + [tok.pad_token_id] * (len(full) - e) for _, e in group]
                 mask = torch.tensor([[1] * e + [0] * (len(full) - e) for _, e in group])
-                logits = model(input_ids=torch.tensor(inputs), attention_mask=mask).logits
+                logits = model(
+                    input_ids=torch.tensor(inputs, device=dev), attention_mask=mask.to(dev)
+                ).logits
                 p = torch.softmax(logits.float(), dim=-1)
                 for b, (s, e) in enumerate(group):
-                    tp = p[b, torch.arange(s - 1, e - 1), torch.tensor(full[s:e])]
+                    targets = torch.tensor(full[s:e], device=dev)
+                    tp = p[b, torch.arange(s - 1, e - 1, device=dev), targets]
                     probs.append(float(torch.exp(torch.log(tp).mean())))
             out.append(probs)
     return out
