@@ -4,9 +4,12 @@ Reads each workspace's newest study results (``data/08_reporting/study/results.c
 method and seed), pools them (:func:`p3_pruning.stats.merge_results`: more seeds of the same setup,
 each (method, seed) from one study only) after checking that every workspace trained and evaluated
 on the same samples, and prints per method: mean accuracy with its 95 % t interval over seeds, the
-binomial stderr within a seed, the paired difference against ``random`` and ``full`` seed by seed,
-accuracy per level, samples trained, estimated FLOPs (total and by stage) with their ratio to
-``random``'s, and wall seconds. Markdown, ready for the README.
+binomial stderr within a seed, the paired difference against ``random``, ``full`` and ``p3`` seed
+by seed with its minimum detectable difference at 80 % power (MDD), accuracy per level, samples
+trained, estimated FLOPs (total and by stage) with their ratio to ``random``'s, and wall seconds;
+then, for composed pools, the selection audit pooled over the workspaces (share of each origin in
+the pool and in each arm's selection per round, AUROC of difficulty against clean). Markdown,
+ready for the README.
 
     kedro run --pipeline study --env study_cpu     # workspace A: five methods, seeds 0-2
     # workspace B: the same env with study: {methods: [p3, random], seeds: [3, 4, 5]}
@@ -23,9 +26,12 @@ from pathlib import Path
 import pandas as pd
 
 from p3_pruning import stats
+from p3_pruning.audit import audit_summary
+from p3_pruning.methods import P3, REFERENCES
 from p3_pruning.workspace import latest_version
 
 RESULTS = Path("data/08_reporting/study/results.csv")
+AUDIT = Path("data/08_reporting/study/audit.csv")
 SPLITS = (Path("data/03_primary/train_pool.parquet"), Path("data/03_primary/eval_set.parquet"))
 _LEVEL = re.compile(r"^accuracy/(\d+)$")
 
@@ -63,7 +69,9 @@ def _diff(row: pd.Series, ref: str) -> str:
     low, high = row[f"diff_vs_{ref}_ci_low"], row[f"diff_vs_{ref}_ci_high"]
     if low != low:
         return f"{100 * mean:+.1f}"
-    return f"{100 * mean:+.1f} ({100 * low:+.1f} … {100 * high:+.1f})"
+    text = f"{100 * mean:+.1f} ({100 * low:+.1f} … {100 * high:+.1f})"
+    mdd = row.get(f"diff_vs_{ref}_mdd", math.nan)
+    return text if mdd != mdd else f"{text}, MDD {100 * mdd:.1f}"
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -75,7 +83,8 @@ def markdown(table: pd.DataFrame) -> str:
     random_flops = by["total_flops"].get("random", math.nan)
     head = (
         "| method | seeds | accuracy | 95 % interval over seeds | ± within a seed "
-        "| vs random, paired (95 %), points | vs full, paired (95 %), points "
+        "| vs random, paired (95 %), MDD, points | vs full, paired (95 %), MDD, points "
+        "| vs p3, paired (95 %), MDD, points "
         f"| {' / '.join('L' + _LEVEL.match(c)[1] for c in levels)} % | samples trained "
         "| FLOPs total (score / train / eval + generation) | FLOPs / random | wall s |"
     )
@@ -96,16 +105,53 @@ def markdown(table: pd.DataFrame) -> str:
         ratio = "—" if random_flops != random_flops else f"{row['total_flops'] / random_flops:.2f}×"
         lines.append(
             f"| {row['method']} | {int(row['n_seeds'])} | {_pct(row['mean'])} % | {interval} "
-            f"| {_pct(row['stderr_within'])} | {_diff(row, 'random')} | {_diff(row, 'full')} "
+            f"| {_pct(row['stderr_within'])} | "
+            + " | ".join(_diff(row, ref) for ref in (*REFERENCES, P3))
+            + " "
             f"| {' / '.join(_pct(row[c]) for c in levels)} | {row['samples_trained']:.0f} "
             f"| {flops} | {ratio} | {row['total_seconds']:.0f} |"
         )
     return "\n".join(lines)
 
 
+def load_audit(workspaces: list[Path]) -> pd.DataFrame:
+    """The workspaces' selection audits (one row per arm, seed, round, origin) as one table; empty
+    when no workspace has one (studies from before the audit)."""
+    frames = []
+    for workspace in workspaces:
+        try:
+            frames.append(pd.read_csv(latest_version(workspace, AUDIT)))
+        except FileNotFoundError:
+            continue
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def audit_markdown(audit: pd.DataFrame) -> str:
+    """Per origin other than clean: pool share, then per arm and round the selected share and the
+    AUROC of difficulty against clean (means over seeds). Empty for a clean pool."""
+    summary = audit_summary(audit) if not audit.empty else audit
+    if summary.empty or set(summary["origin"]) <= {"clean"}:
+        return ""
+    lines = [
+        "| origin | arm | round | seeds | % of pool | % of selection | AUROC vs clean |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for _, row in summary[summary["origin"] != "clean"].iterrows():
+        auroc = "—" if row["auroc"] != row["auroc"] else f"{row['auroc']:.2f}"
+        lines.append(
+            f"| {row['origin']} | {row['method']} | {int(row['round'])} | {int(row['seeds'])} "
+            f"| {_pct(row['pool_share'])} | {_pct(row['selected_share'])} | {auroc} |"
+        )
+    return "\n".join(lines)
+
+
 def main(workspaces: list[Path]) -> pd.DataFrame:
-    table = stats.study_table(load(workspaces))
+    table = stats.study_table(load(workspaces), references=(*REFERENCES, P3))
     print(markdown(table))
+    audit = audit_markdown(load_audit(workspaces))
+    if audit:
+        print("\nSelection audit (means over seeds):\n")
+        print(audit)
     return table
 
 

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from p3_pruning import stats
-from p3_pruning.audit import audit_plot, audit_summary, audit_table
+from p3_pruning.audit import audit_plot, audit_table
 from p3_pruning.compute import run_compute
 from p3_pruning.methods import P3, REFERENCES
 from p3_pruning.namespaces import FINAL, parse_report_key
@@ -64,8 +64,9 @@ def _split(inputs: dict) -> tuple[dict, dict, dict]:
 
 
 def build_study_report(**inputs):
-    """Report table, long results table, three plots, and the selection audit (mean over seeds per
-    arm, round and origin) with its plot, from every final and round of the study."""
+    """Report table, long results table, three plots, and the selection audit (one row per arm,
+    seed, round and origin; ``audit.audit_summary`` averages it) with its plot, from every final
+    and round of the study."""
     finals, rounds, level_inputs = _split(inputs)
     results = results_table(finals, rounds)
     table = stats.study_table(results, references=(*REFERENCES, P3))
@@ -82,4 +83,4 @@ def build_study_report(**inputs):
     audit = audit_table(
         [{**s, "method": arm, "seed": seed} for (arm, seed), ss in rounds.items() for s in ss]
     )
-    return table, results, accuracy, compute, by_level, audit_summary(audit), audit_plot(audit)
+    return table, results, accuracy, compute, by_level, audit, audit_plot(audit)
