@@ -321,6 +321,8 @@ class TrainingParams(Block):
     launcher: Literal["local", "torchrun", "accelerate"] | None = None
     nproc_per_node: PositiveInt | None = None
     launcher_args: list[str] | None = None
+    # stop when the recent mean loss passes this multiple of the start's; null: off (training.py)
+    divergence_factor: Annotated[float, Field(gt=1)] | None = None
 
     @field_validator("lr_scheduler")
     @classmethod
