@@ -292,6 +292,13 @@ class SelectionParams(Block):
     def _mode(cls, value):
         return value if value is None else _one_of(value, dpp.MODES, "dpp_mode")
 
+    @field_validator("ridge")
+    @classmethod
+    def _finite_ridge(cls, value):
+        if value is not None and not math.isfinite(value):
+            raise ValueError("expected a finite number >= 0 (dpp.greedy_map refuses inf and nan)")
+        return value
+
 
 class LoraParams(Block):
     r: PositiveInt
@@ -309,7 +316,7 @@ class TrainingParams(Block):
     max_length: Annotated[StrictInt, Field(ge=16)] | None = None
     loss_on: Literal["response", "all"] | None = None
     lr_scheduler: str | None = None
-    warmup_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] | None = None  # train_round: [0, 1)
     weight_decay: Annotated[float, Field(ge=0)] | None = None
     max_grad_norm: Annotated[float, Field(gt=0)] | None = None
     group_by_length: StrictBool | None = None
@@ -580,6 +587,23 @@ def validate_parameters(params: dict) -> Parameters:
     return parsed
 
 
+def check_budget(params: dict, n_train: int) -> None:
+    """A budget in samples (an int) must fit the train pool. Checked once the pool exists (after the
+    data split, or when a run reads a saved one), for every source; before any scoring."""
+    budget = params.get("budget")
+    if isinstance(budget, int) and not isinstance(budget, bool) and budget > n_train:
+        raise ConfigError(
+            [
+                (
+                    "budget",
+                    budget,
+                    f"at most the train pool's {n_train} samples (after the data split; lower "
+                    "budget or give a float fraction of the pool)",
+                )
+            ]
+        )
+
+
 def check_rounds(params: dict, pipeline_rounds: int | None) -> None:
     """The DAG was unrolled for ``pipeline_rounds`` rounds: ``rounds`` must say the same."""
     if pipeline_rounds is not None and params.get("rounds") != pipeline_rounds:
@@ -599,6 +623,7 @@ def check_rounds(params: dict, pipeline_rounds: int | None) -> None:
 __all__ = [
     "ConfigError",
     "Parameters",
+    "check_budget",
     "check_rounds",
     "pool_size",
     "validate_parameters",

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from kedro.framework.hooks import hook_impl
 
-from p3_pruning.config import check_rounds, validate_parameters
+from p3_pruning.config import check_budget, check_rounds, validate_parameters
 from p3_pruning.pipelines.common import FINAL_TAG, REPORT_TAG, SUMMARY_TAG
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ def seed_everything(seed: int) -> None:
 
 
 class ConfigCheckHook:
-    """Check every parameter before the first node runs (a bad key costs seconds, not a scored pool).
+    """Check every parameter before the first node runs (a bad key costs seconds, not a scored pool),
+    and the budget against the train pool as soon as the pool exists.
 
     Also makes ``--env`` visible to the pipeline registry (``KEDRO_ENV``), which reads ``rounds``
     from the config of the environment being run when it unrolls the rounds.
@@ -52,6 +53,18 @@ class ConfigCheckHook:
     def before_pipeline_run(self, run_params, pipeline) -> None:
         validate_parameters(self.params)
         check_rounds(self.params, pipeline_rounds(run_params.get("pipeline_names")))
+
+    # The train pool's size is known only once it exists (a file source's pool after the split):
+    # check the budget against it then, before the first round scores anything.
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data) -> None:
+        if dataset_name == "train_pool":
+            check_budget(self.params, len(data))
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data) -> None:
+        if dataset_name == "train_pool":
+            check_budget(self.params, len(data))
 
 
 def pipeline_rounds(names) -> int | None:
