@@ -163,6 +163,7 @@ class DataParams(Block):
     eval_path: str | None = Field(default=None, validate_default=True)
     columns: dict[str, str] | None = None
     on_bad_record: Literal["raise", "quarantine"] = "raise"
+    duplicates: Literal["keep", "quarantine"] = "keep"  # same prompt+response, other sample_id
     default: DefaultData | None = Field(default=None, validate_default=True)
     split: SplitParams | None = None
 
