@@ -118,7 +118,9 @@ def test_a_diverging_round_stops_in_finetune_naming_it_and_saves_no_adapter(tmp_
     )
     adapter = LoraAdapterDataset(filepath=str(tmp_path / "adapter"), version=Version(None, None))
     catalog["random.round_1.adapter"] = adapter
-    with pytest.raises(TrainingDiverged, match=r"^random round 1: training diverged at step 2 of 4"):
+    with pytest.raises(
+        TrainingDiverged, match=r"^random round 1: training diverged at step 2 of 4"
+    ):
         SequentialRunner().run(create_pipeline("random", 1), catalog)
     assert not adapter.exists()
     assert not any(p.is_file() for p in tmp_path.rglob("*"))

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from p3_pruning import training
 from p3_pruning.adapters import LoraAdapter
 from p3_pruning.chat import encode_pair
 from p3_pruning.evaluation import response_nll
 from p3_pruning.models import load_model, tiny_model
-from p3_pruning import training
 from p3_pruning.training import (
     IGNORE_INDEX,
     PadCollator,
@@ -228,7 +228,9 @@ def test_nan_weights_are_refused_even_when_no_step_showed_it(tokenizer, samples,
     """Behind the per-step checks: with them off, lr 1e30 ends in NaN weights, and the final check
     still refuses the adapter (a healthy run passes it: every other training test here)."""
     monkeypatch.setattr(training, "_divergence_guard", lambda factor, label: TrainerCallback())
-    with pytest.raises(TrainingDiverged, match=r"^spl round 1: \d+ of \d+ adapter tensors hold non-finite"):
+    with pytest.raises(
+        TrainingDiverged, match=r"^spl round 1: \d+ of \d+ adapter tensors hold non-finite"
+    ):
         train_round(
             fresh_base(tokenizer),
             tokenizer,
