@@ -111,3 +111,78 @@ def test_rounds_must_match_the_unrolled_pipeline(base):
     check_rounds(base, None)
     with pytest.raises(ConfigError, match="rounds: found 5"):
         check_rounds({**base, "rounds": 5}, 3)
+
+
+# Every value a library function refuses, the schema refuses first, under the key a run sets it with:
+# (dotted key, bad value, the library call that refuses it). So a bad value fails before any compute.
+def _library_refusals():
+    import numpy as np
+    import pandas as pd
+
+    from p3_pruning import dpp, pacing, strategies
+    from p3_pruning.scoring import score_samples
+    from p3_pruning.segment import get_segmenter
+    from p3_pruning.training import build_features, lora_config, train_round
+
+    rows = pd.DataFrame({"sample_id": ["a"], "prompt": ["q"], "response": ["r"]})
+
+    def train(**bad):  # train_round checks its arguments before it touches model or data
+        return lambda: train_round(object(), None, rows, **bad)
+
+    def score(**bad):  # score_samples checks its options before it touches the model
+        return lambda: score_samples(None, None, rows, **bad)
+
+    def select(**bad):
+        return lambda: dpp.greedy_map(np.eye(3), np.ones(3), 2, **bad)
+
+    scores = pd.DataFrame({"sample_id": ["a", "b"], "difficulty": [0.2, 0.4]})
+    return [
+        ("training.warmup_ratio", 1.0, train(warmup_ratio=1.0)),
+        ("training.warmup_ratio", -0.1, train(warmup_ratio=-0.1)),
+        ("training.learning_rate", 0.0, train(learning_rate=0.0)),
+        ("training.epochs", 0, train(epochs=0)),
+        ("training.batch_size", 0, train(batch_size=0)),
+        ("training.grad_accum", 0, train(grad_accum=0)),
+        ("training.divergence_factor", 1.0, train(divergence_factor=1.0)),
+        ("training.lora.r", 0, lambda: lora_config(object(), {"r": 0, "target_modules": ["q"]})),
+        ("training.loss_on", "prompt", lambda: build_features(None, rows, loss_on="prompt")),
+        ("scoring.embed", "cls", score(embed="cls")),
+        ("scoring.token_budget", 0, score(token_budget=0)),
+        ("scoring.chunk_tokens", 0, score(chunk_tokens=0)),
+        ("scoring.vocab_chunk", 0, score(vocab_chunk=0)),
+        ("scoring.segmenter", "words", lambda: get_segmenter("words")),
+        ("scoring.pattern", "([", lambda: get_segmenter("regex", pattern="([")),
+        ("pacing.start", -1, lambda: pacing.percentile(0, 3, start=-1)),
+        ("pacing.end", 101, lambda: pacing.percentile(0, 3, end=101)),
+        ("pacing.schedule", "cubic", lambda: pacing.percentile(0, 3, schedule="cubic")),
+        ("pacing.power", 0.5, lambda: pacing.percentile(1, 3, schedule="root", power=0.5)),
+        ("rounds", 0, lambda: pacing.percentile(0, 0)),
+        ("selection.ridge", -1.0, select(ridge=-1.0)),
+        ("selection.ridge", float("inf"), select(ridge=float("inf"))),
+        ("selection.dpp_mode", "fast", select(mode="fast")),
+        ("selection.delta", 1.5, select(mode="stochastic", delta=1.5)),
+        (
+            "selection.quality_floor",
+            0.0,
+            lambda: strategies.dpp_kernel_inputs([0], np.eye(2), np.ones(2), 0.0),
+        ),
+        ("budget", 1.5, lambda: strategies.resolve_budget(1.5, 10)),
+        ("budget", -3, lambda: strategies.resolve_budget(-3, 10)),
+        (
+            "seed",
+            -1,
+            lambda: strategies.pick(
+                "random", scores, None, round_index=0, rounds=1, budget=1, seed=-1
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "refuse"), _library_refusals(), ids=lambda v: v if isinstance(v, str) else None
+)
+def test_every_library_refusal_is_a_schema_refusal_first(base, key, value, refuse):
+    with pytest.raises(ValueError):
+        refuse()  # the library refuses it (else this row of the table is stale)
+    found = problems(with_(base, **{key.replace(".", "__"): value}))
+    assert key in found, found

@@ -120,3 +120,93 @@ def test_split_rejects_unknown_stratify_column_and_duplicates():
     frame.loc[3, "sample_id"] = "s-000"
     with pytest.raises(ValueError, match="duplicate sample_id"):
         split_samples(frame, eval_size=5, seed=0)
+
+
+# ----------------------------------------------------------------------------- duplicates
+def with_copies(frame: pd.DataFrame, copies: dict[int, int]) -> pd.DataFrame:
+    """``frame`` plus, for each ``{row: n}``, n more rows with that row's content under new ids
+    (sorting after the originals, so the originals are their groups' first)."""
+    extra = []
+    for row, n in copies.items():
+        for k in range(n):
+            extra.append(frame.iloc[row].to_dict() | {"sample_id": f"z-dup-{row}-{k}"})
+    return pd.concat([frame, pd.DataFrame(extra)], ignore_index=True)
+
+
+def test_the_split_never_puts_the_same_content_on_both_sides():
+    from p3_pruning.data.duplicates import content_groups
+
+    frame = with_copies(table(60), {i: 1 + i % 3 for i in range(0, 60, 4)})  # 15 contents copied
+    for seed in range(20):
+        train, evals = split_samples(frame, eval_size=0.3, seed=seed, stratify=["source"])
+        groups = content_groups(frame).set_axis(frame["sample_id"])
+        shared = set(groups[train["sample_id"]]) & set(groups[evals["sample_id"]])
+        assert not shared, (seed, sorted(shared)[:3])
+        assert len(train) + len(evals) == len(frame)
+        assert set(train["sample_id"]).isdisjoint(evals["sample_id"])
+        assert evals["prompt"].nunique() == round(0.3 * 60)  # eval_size counts distinct contents
+    # seeds differ in where the copied contents go: the grouping is not a fixed side
+    sides = {
+        tuple(sorted(split_samples(frame, eval_size=0.3, seed=s)[1]["sample_id"])) for s in range(5)
+    }
+    assert len(sides) > 1
+
+
+def test_duplicates_are_counted_and_kept_or_quarantined(caplog):
+    import logging
+
+    from p3_pruning.data import empty_quarantine
+    from p3_pruning.data.duplicates import handle_duplicates
+
+    frame = with_copies(table(20), {3: 2, 7: 1})
+    frame.loc[frame["sample_id"] == "z-dup-7-0", "meta"] = json.dumps(
+        {"file": "train.jsonl", "line": 22}
+    )
+    with caplog.at_level(logging.WARNING, logger="p3_pruning.data.duplicates"):
+        kept, quarantine = handle_duplicates(frame, empty_quarantine(), "keep", what="train.jsonl")
+    assert len(kept) == 23 and quarantine.empty
+    assert "train.jsonl: 3 record(s) repeat the prompt and response" in caplog.text
+    assert "(2 distinct contents)" in caplog.text
+
+    kept, quarantine = handle_duplicates(frame, empty_quarantine(), "quarantine")
+    assert sorted(kept["sample_id"]) == sorted(
+        table(20)["sample_id"]
+    )  # the first of each group stays
+    assert sorted(quarantine["reason"]) == [
+        "duplicate content of sample 's-003'",
+        "duplicate content of sample 's-003'",
+        "duplicate content of sample 's-007'",
+    ]
+    row = quarantine[quarantine["reason"].str.contains("s-007")].iloc[0]
+    assert (row["file"], row["line"], row["field"]) == ("train.jsonl", 22, "prompt+response")
+    with pytest.raises(ValueError, match="data.duplicates must be one of"):
+        handle_duplicates(frame, empty_quarantine(), "drop")
+
+
+def test_the_data_step_reports_content_duplicates_of_a_file(tmp_path, caplog):
+    import logging
+
+    from p3_pruning.pipelines.data.nodes import ingest_samples
+
+    # the same problem under two ids (lines 5 and 6 repeat lines 1 and 2); records without ids
+    # would get content ids, and the loader already refuses a repeat of those
+    records = [
+        {"uid": f"u{i}", "q": f"What is {i % 4} + 1?", "a": f"{i % 4 + 1}"} for i in range(6)
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = {
+        "source": "jsonl",
+        "path": str(path),
+        "eval_path": None,
+        "columns": {"prompt": "q", "response": "a", "sample_id": "uid"},
+        "on_bad_record": "raise",
+    }
+    with caplog.at_level(logging.WARNING, logger="p3_pruning.data.duplicates"):
+        samples, _, quarantine = ingest_samples({**data, "duplicates": "keep"})
+    assert len(samples) == 6 and quarantine.empty
+    assert "2 record(s) repeat the prompt and response" in caplog.text
+
+    samples, _, quarantine = ingest_samples({**data, "duplicates": "quarantine"})
+    assert len(samples) == 4 and samples["prompt"].is_unique
+    assert sorted(quarantine["line"]) == [5, 6] and set(quarantine["file"]) == {"train.jsonl"}

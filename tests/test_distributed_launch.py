@@ -65,3 +65,21 @@ def test_launcher_errors_name_the_key():
         train_launched(MODEL, samples, nproc_per_node=4, batch_size=6)
     with pytest.raises(TypeError, match=r"unknown training option\(s\) \['lr'\]"):
         train_launched(MODEL, samples, lr=1e-3)
+
+
+@pytest.mark.slow
+def test_divergence_in_launched_processes_is_the_local_error():
+    from p3_pruning.training import TrainingDiverged
+
+    diverging = dict(
+        learning_rate=1e30, lr_scheduler="constant", warmup_ratio=0.0, batch_size=1, progress=False
+    )
+    with pytest.raises(TrainingDiverged, match=r"^p3 round 3: training diverged at step 2 of 4"):
+        train_launched(
+            MODEL,
+            make_samples(4),
+            launcher="torchrun",
+            nproc_per_node=1,
+            label="p3 round 3",
+            **diverging,
+        )

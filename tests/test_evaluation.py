@@ -256,6 +256,18 @@ def test_cheap_eval(tiny):
     assert "difficulty" not in m
 
 
+def test_cheap_eval_refuses_a_non_finite_nll(tiny):
+    _, tokenizer = tiny
+    broken = tiny_model(tokenizer, seed=0).eval()
+    with torch.no_grad():  # what a diverged adapter merged into the model leaves behind
+        broken.model.layers[0].self_attn.q_proj.weight[0, 0] = float("nan")
+    samples = _samples(3, response=["7", "2 + 6 = 8\nAnswer: 8", "Answer: 2"])
+    with pytest.raises(
+        ValueError, match=r"held-out NLL is nan \(3 of 3 samples non-finite, e\.g\. \['e0'"
+    ):
+        cheap_eval(broken, tokenizer, samples, system=SYSTEM, difficulty=False, progress=False)
+
+
 def test_cheap_eval_difficulty(tiny):
     model, tokenizer = tiny
     samples = _samples(3, response=["7", "2 + 6 = 8\nAnswer: 8", "Answer: 2"])

@@ -76,3 +76,51 @@ def test_candidates_score_a_seeded_subset_and_leave_the_rest_ineligible():
     assert set(eligible.loc[eligible["eligible"], "sample_id"]) <= set(
         scores.loc[picked, "sample_id"]
     )
+
+
+def test_a_diverging_round_stops_in_finetune_naming_it_and_saves_no_adapter(tmp_path):
+    """lr 1e30 (constant, batch 1): the run stops in round 1's finetune, and no adapter version
+    exists to be taken for a finished round by a resumed run."""
+    from kedro.io import DataCatalog, MemoryDataset, Version
+    from kedro.runner import SequentialRunner
+
+    from p3_pruning.datasets.lora_adapter import LoraAdapterDataset
+    from p3_pruning.pipelines.rounds.pipeline import create_pipeline
+    from p3_pruning.training import TrainingDiverged
+
+    pool = generate_default(6, 1)
+    training = {
+        "learning_rate": 1e30,
+        "lr_scheduler": "constant",
+        "warmup_ratio": 0.0,
+        "batch_size": 1,
+        "max_length": 256,
+        "system": "Be brief.",
+        "lora": {"r": 4, "alpha": 8},
+        "progress": False,
+        "launcher": "local",
+    }
+    params = {
+        "model": MODEL,
+        "training": training,
+        "selection": {},
+        "budget": 4,
+        "seed": 0,
+        "cheap_eval": {"progress": False},
+        "scoring": SCORING,
+    }
+    catalog = DataCatalog(
+        {
+            "train_pool": MemoryDataset(pool),
+            "eval_set": MemoryDataset(pool.head(2)),
+            **{f"params:{k}": MemoryDataset(v) for k, v in params.items()},
+        }
+    )
+    adapter = LoraAdapterDataset(filepath=str(tmp_path / "adapter"), version=Version(None, None))
+    catalog["random.round_1.adapter"] = adapter
+    with pytest.raises(
+        TrainingDiverged, match=r"^random round 1: training diverged at step 2 of 4"
+    ):
+        SequentialRunner().run(create_pipeline("random", 1), catalog)
+    assert not adapter.exists()
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))

@@ -129,6 +129,20 @@ def test_shortfall_takes_all_eligible_and_is_recorded(pool, caplog):
     assert set(sel["sample_id"]) == set(scores["sample_id"][mask])
 
 
+@pytest.mark.parametrize("method", ["p3", "spl", "dpp"])
+def test_equal_difficulties_are_reported(pool, caplog, method):
+    # a model collapsed to uniform predictions gives every sample the same difficulty
+    scores, embeddings, _ = pool
+    flat = scores.assign(difficulty=np.where(np.isfinite(scores["difficulty"]), 0.9999, np.inf))
+    with caplog.at_level(logging.WARNING, logger="p3_pruning.strategies"):
+        run(method, (flat, embeddings, None))
+    assert f"{method} round 2: all 388 finite difficulties are equal (0.9999)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="p3_pruning.strategies"):
+        run(method, pool)
+    assert "are equal" not in caplog.text
+
+
 def test_ridge_zero_reruns_the_dpp_until_the_budget_is_met(pool):
     sel, info = run("p3", pool, budget=50, ridge=0.0)
     assert len(sel) == 50 and sel["sample_id"].is_unique

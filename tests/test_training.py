@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from transformers import TrainerCallback
 
+from p3_pruning import training
 from p3_pruning.adapters import LoraAdapter
 from p3_pruning.chat import encode_pair
 from p3_pruning.evaluation import response_nll
@@ -13,7 +15,9 @@ from p3_pruning.models import load_model, tiny_model
 from p3_pruning.training import (
     IGNORE_INDEX,
     PadCollator,
+    TrainingDiverged,
     build_features,
+    divergence,
     n_target_tokens,
     train_round,
 )
@@ -183,3 +187,82 @@ def test_same_seed_same_adapter_other_seed_other_adapter(tokenizer, samples):
     with pytest.warns(UserWarning, match="qlora=True ignored"):
         c, _ = train_round(fresh_base(tokenizer), tokenizer, samples, seed=12, qlora=True, **run)
     assert not all(torch.equal(a.state_dict[k], c.state_dict[k]) for k in a.state_dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Divergence
+# ---------------------------------------------------------------------------------------------
+# The issue's settings: constant schedule, batch 1, no warm-up (8 samples → 8 steps).
+DIVERGING = {**FAST, "batch_size": 1, "lr_scheduler": "constant", "warmup_ratio": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("learning_rate", "why"),
+    [
+        (1e30, "the loss is nan"),  # weights go NaN after the first step
+        (1e6, "the gradient is exactly zero while the loss is 10.8"),  # collapsed to uniform
+    ],
+)
+def test_divergence_stops_training_at_the_step_it_happens(tokenizer, samples, learning_rate, why):
+    base = fresh_base(tokenizer)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    with pytest.raises(TrainingDiverged) as caught:
+        train_round(
+            base,
+            tokenizer,
+            samples,
+            seed=0,
+            learning_rate=learning_rate,
+            label="p3 round 2",
+            **DIVERGING,
+        )
+    message = str(caught.value)
+    assert message.startswith("p3 round 2: training diverged at step 2 of 8: " + why), message
+    assert "training.learning_rate" in message
+    # no adapter came back, and the caller's base model is as it was (LoRA layers taken out)
+    assert type(base.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+    assert all(torch.equal(base.state_dict()[k], v) for k, v in before.items())
+
+
+def test_nan_weights_are_refused_even_when_no_step_showed_it(tokenizer, samples, monkeypatch):
+    """Behind the per-step checks: with them off, lr 1e30 ends in NaN weights, and the final check
+    still refuses the adapter (a healthy run passes it: every other training test here)."""
+    monkeypatch.setattr(training, "_divergence_guard", lambda factor, label: TrainerCallback())
+    with pytest.raises(
+        TrainingDiverged, match=r"^spl round 1: \d+ of \d+ adapter tensors hold non-finite"
+    ):
+        train_round(
+            fresh_base(tokenizer),
+            tokenizer,
+            samples,
+            learning_rate=1e30,
+            label="spl round 1",
+            **DIVERGING,
+        )
+
+
+def test_loss_ratio_is_taken_on_means_so_batch_to_batch_spread_passes():
+    # SmolLM2-135M on the default task (batch 4, lr 2e-3): single steps spread up to 11x
+    measured = [0.988, 0.535, 0.585, 0.203, 0.558, 0.086, 0.504, 0.114]
+    for n in range(1, len(measured) + 1):
+        assert divergence(measured[:n], 0.5, training.DIVERGENCE_FACTOR) is None
+    rising = [1.0, 1.2, 0.9, 1.1, 3.0, 6.0, 9.0, 11.0]
+    found = [divergence(rising[:n], 0.5, 4.0) for n in range(1, len(rising) + 1)]
+    # the mean of the last 4 passes 4 x the first 4's (1.05 → 4.2) at step 7: (1.1+3+6+9)/4 = 4.775
+    assert found[:6] == [None] * 6
+    assert found[6].startswith("the mean loss of the last 4 steps (4.775) is 4.55 times")
+    assert divergence(rising, 0.5, None) is None  # ratio check off
+    assert "gradient norm is inf" in divergence([1.0], float("inf"), None)
+    assert divergence([0.0], 0.0, 4.0) is None  # a perfect fit has no gradient left: not divergence
+
+
+def test_divergence_docstring_examples():
+    import doctest
+
+    failures, tried = doctest.testmod(training)
+    assert tried >= 3 and failures == 0
+
+
+def test_divergence_factor_must_exceed_one(tokenizer, samples):
+    with pytest.raises(ValueError, match="divergence_factor must be > 1"):
+        train_round(fresh_base(tokenizer), tokenizer, samples, divergence_factor=1.0, **FAST)

@@ -186,6 +186,7 @@ class DataParams(Block):
     eval_path: str | None = Field(default=None, validate_default=True)
     columns: dict[str, str] | None = None
     on_bad_record: Literal["raise", "quarantine"] = "raise"
+    duplicates: Literal["keep", "quarantine"] = "keep"  # same prompt+response, other sample_id
     default: DefaultData | None = Field(default=None, validate_default=True)
     split: SplitParams | None = None
     inject: InjectParams | None = None
@@ -331,6 +332,13 @@ class SelectionParams(Block):
 
         return value if value is None else _one_of(value, QUALITY_RULES, "selection.quality")
 
+    @field_validator("ridge")
+    @classmethod
+    def _finite_ridge(cls, value):
+        if value is not None and not math.isfinite(value):
+            raise ValueError("expected a finite number >= 0 (dpp.greedy_map refuses inf and nan)")
+        return value
+
 
 class LoraParams(Block):
     r: PositiveInt
@@ -348,7 +356,7 @@ class TrainingParams(Block):
     max_length: Annotated[StrictInt, Field(ge=16)] | None = None
     loss_on: Literal["response", "all"] | None = None
     lr_scheduler: str | None = None
-    warmup_ratio: Annotated[float, Field(ge=0, le=1)] | None = None
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] | None = None  # train_round: [0, 1)
     weight_decay: Annotated[float, Field(ge=0)] | None = None
     max_grad_norm: Annotated[float, Field(gt=0)] | None = None
     group_by_length: StrictBool | None = None
@@ -360,6 +368,8 @@ class TrainingParams(Block):
     launcher: Literal["local", "torchrun", "accelerate"] | None = None
     nproc_per_node: PositiveInt | None = None
     launcher_args: list[str] | None = None
+    # stop when the recent mean loss passes this multiple of the start's; null: off (training.py)
+    divergence_factor: Annotated[float, Field(gt=1)] | None = None
 
     @field_validator("lr_scheduler")
     @classmethod
@@ -678,6 +688,22 @@ def _arm_problems(params: dict, study: StudyParams) -> list[tuple[str, Any, str]
             problems += [(f"study.arms.{name}.{k}", v, e) for k, v, e in exc.problems]
     return problems
 
+def check_budget(params: dict, n_train: int) -> None:
+    """A budget in samples (an int) must fit the train pool. Checked once the pool exists (after the
+    data split, or when a run reads a saved one), for every source; before any scoring."""
+    budget = params.get("budget")
+    if isinstance(budget, int) and not isinstance(budget, bool) and budget > n_train:
+        raise ConfigError(
+            [
+                (
+                    "budget",
+                    budget,
+                    f"at most the train pool's {n_train} samples (after the data split; lower "
+                    "budget or give a float fraction of the pool)",
+                )
+            ]
+        )
+
 
 def check_rounds(params: dict, pipeline_rounds: int | None) -> None:
     """The DAG was unrolled for ``pipeline_rounds`` rounds: ``rounds`` must say the same."""
@@ -700,6 +726,7 @@ __all__ = [
     "ConfigError",
     "Parameters",
     "arm_parameters",
+    "check_budget",
     "check_rounds",
     "merge_block",
     "pool_size",

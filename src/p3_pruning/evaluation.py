@@ -474,6 +474,7 @@ def cheap_eval(
     ``n_tokens`` (response tokens), ``n_input_tokens`` (every token the NLL pass read, prompt
     included) and, when ``difficulty``, ``difficulty`` (mean finite P3 difficulty from
     ``scoring.score_samples``), ``difficulty_median`` and ``n_failed`` (samples scored +inf).
+    A non-finite NLL over a non-empty eval set raises ``ValueError`` (broken weights, not a metric).
     """
     nll_sum, n_tokens, n_input = _nll_pass(
         model,
@@ -486,6 +487,14 @@ def cheap_eval(
     )
     total = int(n_tokens.sum())
     nll = float(nll_sum.sum() / total) if total else float("nan")
+    if total and not math.isfinite(nll):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(nll_sum, dtype=np.float64)))
+        ids = samples["sample_id"] if "sample_id" in samples.columns else samples.index
+        raise ValueError(
+            f"cheap_eval: the held-out NLL is {nll} ({len(bad)} of {len(samples)} samples non-finite, "
+            f"e.g. {[str(ids.iloc[i]) for i in bad[:3]]}): the model's weights are broken (a "
+            "diverged adapter?); refusing to record it as a metric"
+        )
     metrics = {
         "nll": nll,
         "perplexity": float(math.exp(nll)) if total else float("nan"),

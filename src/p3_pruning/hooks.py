@@ -1,6 +1,6 @@
 """Kedro hooks: parameters checked before the first node, per-node reseeding (every node reproducible
-on its own and on resume), memory release after each node, a child MLflow run per method-round, and
-the result table at the end of every run."""
+on its own and on resume), memory release after each node, a child MLflow run per method-round, runs
+of killed processes ended as KILLED, and the result table at the end of every run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import random
+import socket
 import time
 import zlib
 
@@ -19,7 +20,7 @@ import torch
 from kedro.framework.hooks import hook_impl
 
 from p3_pruning import namespaces
-from p3_pruning.config import check_rounds, validate_parameters
+from p3_pruning.config import check_budget, check_rounds, validate_parameters
 from p3_pruning.pipelines.common import FINAL_TAG, REPORT_TAG, SUMMARY_TAG
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def seed_everything(seed: int) -> None:
 
 
 class ConfigCheckHook:
-    """Check every parameter before the first node runs (a bad key costs seconds, not a scored pool).
+    """Check every parameter before the first node runs (a bad key costs seconds, not a scored pool),
+    and the budget against the train pool as soon as the pool exists.
 
     Also makes ``--env`` visible to the pipeline registry (``KEDRO_ENV``), which reads ``rounds``
     from the config of the environment being run when it unrolls the rounds.
@@ -51,6 +53,18 @@ class ConfigCheckHook:
     def before_pipeline_run(self, run_params, pipeline) -> None:
         validate_parameters(self.params)
         check_rounds(self.params, pipeline_rounds(run_params.get("pipeline_names")))
+
+    # The train pool's size is known only once it exists (a file source's pool after the split):
+    # check the budget against it then, before the first round scores anything.
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data) -> None:
+        if dataset_name == "train_pool":
+            check_budget(self.params, len(data))
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data) -> None:
+        if dataset_name == "train_pool":
+            check_budget(self.params, len(data))
 
 
 def pipeline_rounds(names) -> int | None:
@@ -268,6 +282,85 @@ class MlflowRoundsHook:
                 client.log_text(run_id, frame.to_csv(index=False), path)
         finally:
             client.set_terminated(run_id)
+
+
+class MlflowRunStateHook:
+    """Runs that a killed ``kedro run`` left RUNNING are ended as KILLED, and a resumed run says
+    which run it resumes.
+
+    Every run is tagged with its process (``p3.host``, ``p3.pid``). When the next run starts in the
+    same workspace (MLflow store), each other RUNNING run of the experiment whose process on this
+    host is gone is set to KILLED (a run without the tags, or from another host, is left alone: its
+    process cannot be checked; one still alive is a run beside this one). A run started with
+    ``--only-missing-outputs`` or ``--from-nodes`` gets ``p3.resumes``: the latest earlier run of the
+    same name that did not finish (FAILED or KILLED).
+    """
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
+    def before_pipeline_run(self, run_params) -> None:
+        import mlflow
+
+        run = mlflow.active_run()
+        if run is None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
+        client.set_tag(run.info.run_id, "p3.host", socket.gethostname())
+        client.set_tag(run.info.run_id, "p3.pid", str(os.getpid()))
+        ended = end_orphaned_runs(client, run)
+        if run_params.get("only_missing_outputs") or run_params.get("from_nodes"):
+            resumed = resumed_run(client, run)
+            if resumed is not None:
+                client.set_tag(run.info.run_id, "p3.resumes", resumed)
+        if ended:
+            log.warning(
+                "MLflow: ended %d run(s) left RUNNING by killed runs: %s", len(ended), ended
+            )
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def end_orphaned_runs(client, current) -> list[str]:
+    """Set every RUNNING run of ``current``'s experiment whose process on this host is gone to
+    KILLED; return their ids."""
+    host = socket.gethostname()
+    ended = []
+    for other in client.search_runs(
+        [current.info.experiment_id], filter_string="attributes.status = 'RUNNING'"
+    ):
+        tags = other.data.tags
+        if other.info.run_id == current.info.run_id or tags.get("p3.host") != host:
+            continue
+        pid = tags.get("p3.pid", "")
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        client.set_tag(other.info.run_id, "p3.ended_by", current.info.run_id)
+        client.set_terminated(other.info.run_id, status="KILLED")
+        ended.append(other.info.run_id)
+    return ended
+
+
+def resumed_run(client, current) -> str | None:
+    """The latest run before ``current`` with its name that did not finish (FAILED or KILLED)."""
+    name = current.info.run_name
+    for other in client.search_runs(
+        [current.info.experiment_id],
+        filter_string=f"attributes.run_name = '{name}' and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    ):
+        if other.info.run_id != current.info.run_id and other.info.status in ("FAILED", "KILLED"):
+            if other.info.start_time <= current.info.start_time:
+                return other.info.run_id
+    return None
 
 
 STAGES = (

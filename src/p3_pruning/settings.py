@@ -7,12 +7,20 @@ from kedro.config import OmegaConfigLoader
 from p3_pruning.hooks import (
     ConfigCheckHook,
     MlflowRoundsHook,
+    MlflowRunStateHook,
     ReleaseMemoryHook,
     RunReportHook,
     SeedHook,
 )
 
-HOOKS = (ConfigCheckHook(), SeedHook(), MlflowRoundsHook(), RunReportHook(), ReleaseMemoryHook())
+HOOKS = (
+    ConfigCheckHook(),
+    SeedHook(),
+    MlflowRoundsHook(),
+    MlflowRunStateHook(),
+    RunReportHook(),
+    ReleaseMemoryHook(),
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

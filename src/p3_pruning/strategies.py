@@ -261,6 +261,8 @@ def pick(
 
     info["selected"] = len(picks)
     info["shortfall"] = max(0, info["budget"] - len(picks))
+    if traits.scores:
+        _warn_if_flat(method, round_index, difficulty)
     if info["shortfall"]:
         log.warning(
             "%s round %d: %d candidates for a budget of %d; taking %d (shortfall %d)",
@@ -272,6 +274,22 @@ def pick(
             info["shortfall"],
         )
     return _selection_table(ids, difficulty, picks, round_index, tau), info
+
+
+def _warn_if_flat(method: str, round_index: int, difficulty: np.ndarray) -> None:
+    """Warn when every finite difficulty is the same: the scores order nothing, so the pick is
+    blind (a model collapsed to uniform predictions scores every sample alike)."""
+    finite = difficulty[np.isfinite(difficulty)]
+    if len(finite) > 1 and finite.min() == finite.max():
+        log.warning(
+            "%s round %d: all %d finite difficulties are equal (%.6g): the scores carry no order "
+            "and the selection is blind; check the previous round's training (loss curve, learning "
+            "rate)",
+            method,
+            round_index + 1,
+            len(finite),
+            float(finite[0]),
+        )
 
 
 def _candidates(traits: methods.Method, eligible, ids: np.ndarray, difficulty: np.ndarray):

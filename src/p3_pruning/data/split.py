@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from p3_pruning.data.duplicates import content_groups
+
 log = logging.getLogger(__name__)
 MISSING = "<missing>"
 
@@ -55,11 +57,31 @@ def split_samples(
     values of those columns, missing values as their own value) gives the eval set its
     proportional share (largest-remainder rounding). The result depends only on the rows'
     ``sample_id``\\s and ``seed``, not on the row order.
+
+    Rows with the same content (prompt, response, messages) under different ids stay on one side:
+    the split draws among distinct contents (each represented by its first ``sample_id``; so
+    ``eval_size`` counts distinct contents) and every copy follows its group.
     """
     if "sample_id" not in samples.columns:
         raise ValueError("samples has no 'sample_id' column; run validate_samples first")
     if not samples["sample_id"].is_unique:
         raise ValueError("samples has duplicate sample_id values; run validate_samples first")
+    groups = content_groups(samples).to_numpy()
+    first = groups == samples["sample_id"].astype(str).to_numpy()
+    if not first.all():  # content duplicates: split the distinct contents, copies follow
+        _, eval_first = split_samples(
+            samples.loc[first], eval_size=eval_size, seed=seed, stratify=stratify
+        )
+        is_eval = np.isin(groups, eval_first["sample_id"].astype(str).to_numpy())
+        log.info(
+            "split: %d rows repeat another's content; each follows its group (%d distinct)",
+            int((~first).sum()),
+            int(first.sum()),
+        )
+        return (
+            samples.loc[~is_eval].reset_index(drop=True),
+            samples.loc[is_eval].reset_index(drop=True),
+        )
     n_eval = _eval_count(eval_size, len(samples))
     stratify = list(stratify or [])
     missing = [c for c in stratify if c not in samples.columns]

@@ -9,7 +9,8 @@ Catalog example::
       versioned: true
 
 Saves ``{"records": [...], "manifest": {...}}``; with versioning the folder is
-``<filepath>/<version>/export/`` holding ``records.jsonl``, ``hf/`` and ``manifest.json``.
+``<filepath>/<version>/export/`` holding ``records.jsonl``, ``hf/`` and ``manifest.json``, written
+under a temporary name and renamed into place (``datasets.atomic``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class ExportDataset(VersionedFolderDataset):
     def _folder_complete(self, path: str) -> bool:
         return self._fs.exists(f"{path}/{MANIFEST_FILE}")  # the manifest is written last
 
-    def load(self) -> dict:
+    def _read(self) -> dict:
         path = get_filepath_str(self._get_load_path(), self._protocol)
         if not self._folder_complete(path):
             raise DatasetError(f"No exported selection at '{path}': no {MANIFEST_FILE}")
@@ -40,7 +41,7 @@ class ExportDataset(VersionedFolderDataset):
                 records, manifest = read_export(tmp)
         return {"records": records, "manifest": manifest}
 
-    def save(self, data: dict) -> None:
+    def _write(self, data: dict) -> None:
         if not isinstance(data, dict) or set(data) != {"records", "manifest"}:
             raise DatasetError(
                 f"ExportDataset at '{self._filepath}' saves a dict with 'records' and 'manifest', "
@@ -54,4 +55,3 @@ class ExportDataset(VersionedFolderDataset):
                 write_export(data["records"], data["manifest"], tmp)
                 self._fs.makedirs(path, exist_ok=True)
                 self._fs.put(f"{tmp}/", path, recursive=True)
-        self._invalidate_cache()

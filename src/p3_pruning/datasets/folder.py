@@ -1,5 +1,7 @@
 """The part every versioned folder dataset of the project shares: an fsspec filesystem, versioned
-paths, and "a version exists once its folder is complete" (the file written last is there)."""
+paths, an atomic save (the folder is written under a temporary name beside its place, then renamed:
+``datasets.atomic``), and "a version exists once its folder is complete" (the file written last is
+there; a second guard where the file system cannot rename)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ from kedro.io.core import (
     get_protocol_and_path,
 )
 
+from p3_pruning.datasets.atomic import AtomicSave
 
-class VersionedFolderDataset(AbstractVersionedDataset):
+
+class VersionedFolderDataset(AtomicSave, AbstractVersionedDataset):
     """Base of a dataset saved as a folder; subclasses say when a folder is complete and implement
-    ``load``/``save`` (or ``_load``/``_save``)."""
+    ``_read``/``_write`` (``_write`` fills the folder at ``self._get_save_path()``)."""
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ Catalog example::
 
 With versioning the adapter lives in ``<filepath>/<version>/<name>/`` and holds
 ``adapter_config.json`` + ``adapter_model.safetensors``; ``PeftModel.from_pretrained`` reads that folder.
+The folder is written under a temporary name and renamed into place (``datasets.atomic``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class LoraAdapterDataset(VersionedFolderDataset):
             f"{path}/{CONFIG_NAME}"
         )
 
-    def _load(self) -> LoraAdapter:
+    def _read(self) -> LoraAdapter:
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
         if not self._folder_complete(load_path):
             raise DatasetError(
@@ -44,12 +45,15 @@ class LoraAdapterDataset(VersionedFolderDataset):
                 self._fs.get(f"{load_path}/{name}", str(Path(tmp) / name))
             return LoraAdapter.load(tmp)
 
-    def _save(self, data: LoraAdapter) -> None:
+    def _write(self, data: LoraAdapter) -> None:
         if not isinstance(data, LoraAdapter):
             raise DatasetError(
                 f"LoraAdapterDataset at '{self._filepath}' can only save a LoraAdapter, got {type(data).__name__}"
             )
-        save_path = get_filepath_str(self._get_save_path(), self._protocol)
+        save_path = get_filepath_str(self._get_save_path(), self._protocol)  # the temporary folder
+        if self._protocol == "file":
+            data.save(save_path)
+            return
         with tempfile.TemporaryDirectory(prefix="lora-save-") as tmp:
             data.save(tmp)
             self._fs.makedirs(save_path, exist_ok=True)
@@ -58,4 +62,3 @@ class LoraAdapterDataset(VersionedFolderDataset):
                 WEIGHTS_NAME,
             ):  # weights last: their presence marks a complete folder
                 self._fs.put(str(Path(tmp) / name), f"{save_path}/{name}")
-        self._invalidate_cache()

@@ -1,4 +1,5 @@
-"""A versioned Kedro dataset for one numpy array stored as ``.npy`` (e.g. a round's embeddings)."""
+"""A versioned Kedro dataset for one numpy array stored as ``.npy`` (e.g. a round's embeddings),
+saved atomically (``datasets.atomic``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from kedro.io.core import (
     get_protocol_and_path,
 )
 
+from p3_pruning.datasets.atomic import AtomicSave
 
-class NumpyDataset(AbstractVersionedDataset[np.ndarray, np.ndarray]):
+
+class NumpyDataset(AtomicSave, AbstractVersionedDataset[np.ndarray, np.ndarray]):
     """Save/load a numpy array as ``.npy``; versioned like any Kedro file dataset.
 
     Example catalog entry::
@@ -41,12 +44,12 @@ class NumpyDataset(AbstractVersionedDataset[np.ndarray, np.ndarray]):
             glob_function=self._fs.glob,
         )
 
-    def load(self) -> np.ndarray:
+    def _read(self) -> np.ndarray:
         path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._fs.open(path, "rb") as f:
             return np.load(f, allow_pickle=False)
 
-    def save(self, data: np.ndarray) -> None:
+    def _write(self, data: np.ndarray) -> None:
         if not isinstance(data, np.ndarray):
             raise TypeError(
                 f"NumpyDataset({self._filepath}) expects a numpy array, got {type(data).__name__}"

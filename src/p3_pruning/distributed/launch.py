@@ -125,8 +125,10 @@ def train_launched(
     training_options: ``train_round``'s keywords; ``batch_size`` is the global batch (see module doc).
     metrics: ``train_round``'s (from rank 0, whose Trainer averages the loss over ranks) plus
     ``world_size``, ``launcher`` and ``launch_seconds`` (the whole launch, start-up included).
+    Divergence in the launched processes raises ``training.TrainingDiverged`` here, as a local run.
     """
-    from p3_pruning.training import train_round
+    from p3_pruning.distributed.train_entry import DIVERGED
+    from p3_pruning.training import TrainingDiverged, train_round
 
     if launcher not in LAUNCHERS:
         raise ValueError(
@@ -152,8 +154,13 @@ def train_launched(
         inputs = write_inputs(Path(tmp), dict(model_params), samples, adapter, options)
         cmd = launch_command(launcher, nproc, inputs, launcher_args)
         log.info("Launching %d training process(es): %s", nproc, " ".join(cmd))
-        _run(cmd, dict(os.environ))
         out = inputs / "output"
+        try:
+            _run(cmd, dict(os.environ))
+        except RuntimeError as exc:
+            if (out / DIVERGED).is_file():  # the same error as a local run, not a launcher failure
+                raise TrainingDiverged((out / DIVERGED).read_text()) from exc
+            raise
         if not (out / "metrics.json").is_file():
             raise RuntimeError(f"the launched training wrote no {out / 'metrics.json'}: {cmd}")
         trained = LoraAdapter.load(out / "adapter")

@@ -22,11 +22,16 @@ import pandas as pd
 
 from p3_pruning.adapters import LoraAdapter
 from p3_pruning.models import load_model
-from p3_pruning.training import train_round
+from p3_pruning.training import TrainingDiverged, train_round
+
+DIVERGED = "diverged.txt"  # rank 0 writes the divergence message here, for the launching process
 
 
 def run(inputs: Path) -> None:
-    """Train on the inputs in ``inputs`` (every rank); rank 0 writes ``inputs/output``."""
+    """Train on the inputs in ``inputs`` (every rank); rank 0 writes ``inputs/output``.
+
+    A diverging run writes nothing but ``output/diverged.txt`` (the message) and fails.
+    """
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     model_params = json.loads((inputs / "model_params.json").read_text())
@@ -36,9 +41,15 @@ def run(inputs: Path) -> None:
     options["progress"] = bool(options.get("progress", True)) and rank == 0
 
     model, tokenizer = load_model(**model_params)
-    trained, metrics = train_round(model, tokenizer, samples, adapter=adapter, **options)
+    out = inputs / "output"
+    try:
+        trained, metrics = train_round(model, tokenizer, samples, adapter=adapter, **options)
+    except TrainingDiverged as exc:
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / DIVERGED).write_text(str(exc))
+        raise
     if rank == 0:
-        out = inputs / "output"
         trained.save(out / "adapter")
         metrics = {**metrics, "world_size": world_size}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

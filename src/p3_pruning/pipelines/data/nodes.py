@@ -16,6 +16,7 @@ from p3_pruning.data import (
     split_samples,
     validate_samples,
 )
+from p3_pruning.data.duplicates import handle_duplicates
 from p3_pruning.data.inject import compose_pool, origin_counts
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,21 @@ def ingest_samples(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
 
     ``data.source: default`` generates the reasoning-gym default from ``data.default``; any other
     source loads ``data.path`` (and ``data.eval_path`` when set) with ``data.columns`` and
-    ``data.on_bad_record``.
+    ``data.on_bad_record``. Content duplicates (same prompt and response, another sample_id) are
+    counted and kept or quarantined by ``data.duplicates``.
     """
+    samples, eval_samples, quarantine = _ingest(data)
+    mode = data.get("duplicates", "keep")
+    samples, quarantine = handle_duplicates(
+        samples, quarantine, mode, what=str(data.get("path") or "samples")
+    )
+    eval_samples, quarantine = handle_duplicates(
+        eval_samples, quarantine, mode, what=str(data.get("eval_path") or "eval samples")
+    )
+    return samples, eval_samples, quarantine
+
+
+def _ingest(data: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     if data["source"] == "default":
         if data["eval_path"]:
             raise ValueError(

@@ -210,8 +210,15 @@ def finetune(
     training: dict,
     seed: int,
     adapter: LoraAdapter | None = None,
+    *,
+    method: str | None = None,
+    round_index: int | None = None,
 ):
-    """One LoRA pass over the selected samples, continuing the previous round's adapter."""
+    """One LoRA pass over the selected samples, continuing the previous round's adapter.
+
+    A diverging run raises ``training.TrainingDiverged`` naming ``method``, round and step, so
+    nothing of this round is saved.
+    """
     model, tokenizer = load_model(**model_params)
     missing = set(chosen["sample_id"]) - set(pool["sample_id"])
     if missing:
@@ -220,6 +227,8 @@ def finetune(
         )
     batch = pool.set_index("sample_id").loc[chosen["sample_id"]].reset_index()
     options = {k: v for k, v in training.items() if k not in LAUNCH_KEYS}
+    if method is not None and round_index is not None:
+        options["label"] = f"{method} round {round_index + 1}"
     if training["launcher"] == "local":
         new_adapter, metrics = train_round(
             model, tokenizer, batch, adapter=adapter, seed=seed, **options

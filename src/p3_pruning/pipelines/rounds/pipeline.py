@@ -105,16 +105,20 @@ def _select_step(method: str, round_index: int, rounds: int, seed: int | None) -
     )
 
 
-def _finetune_step(first: bool, seed: int | None) -> Node:
+def _finetune_step(method: str, round_index: int, seed: int | None) -> Node:
+    first = round_index == 0
     inputs = {
         "pool": "train_pool",
         "chosen": "selection",
         "model_params": "params:model",
         "training": "params:training",
     }
-    func = nodes.finetune if seed is None else bind(nodes.finetune, seed=seed)
+    bound = {"method": method, "round_index": round_index}  # named in a divergence error
     if seed is None:
         inputs["seed"] = "params:seed"
+    else:
+        bound["seed"] = seed
+    func = bind(nodes.finetune, **bound)
     if not first:
         inputs["adapter"] = "prev_adapter"
     return Node(
@@ -246,7 +250,7 @@ def round_pipeline(
             _threshold_step(method, round_index, rounds, regime == "rescore" and not first)
         )
     steps.append(_select_step(method, round_index, rounds, seed))
-    steps.append(_finetune_step(first, seed))
+    steps.append(_finetune_step(method, round_index, seed))
     steps.append(_evaluate_step())
     steps.append(
         _summary_step(method, round_index, seed, steps, shared="score_info" in mapping, arm=name)
