@@ -4,7 +4,7 @@ Round e reads round e−1's adapter, so the unrolled chain is the cyclic-per-epo
 acyclic Kedro DAG. A round has the method's steps, and only those:
 
 =============  =========================================================================
-``p3``         score → threshold → dpp_select → finetune → evaluate → summarize
+``p3``         score → threshold → dpp_select → finetune → evaluate → summarize, view_selection
 ``static``     (round 1: score) → threshold → dpp_select → …  (scores of round 1 reused)
 ``spl``        score → threshold → pick (uniform among the eligible) → …
 ``curriculum`` (round 1: score) → threshold (easy→hard window) → pick → …
@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from p3_pruning.pipelines.common import SUMMARY_TAG, bind
+from p3_pruning import report_views
+from p3_pruning.pipelines.common import SUMMARY_TAG, VIEW_TAG, bind
 from p3_pruning.strategies import METHODS, SCORING_REGIME, THRESHOLDED
 
 from . import nodes
@@ -178,6 +179,22 @@ def _summary_step(
     )
 
 
+def _view_step(method: str, round_index: int, seed: int | None) -> Node:
+    """The selection as a Markdown page a person can read (``report_views``), beside the table."""
+    inputs = {"pool": "train_pool", "selection": "selection"}
+    if SCORING_REGIME[method] != "never":
+        inputs["scores"] = "scores"
+    if method in THRESHOLDED:
+        inputs["eligible"] = "eligible"
+    return Node(
+        func=bind(report_views.selection_view, title=round_name(method, round_index, seed)),
+        inputs=inputs,
+        outputs="selection_view",
+        name="view_selection",
+        tags=[VIEW_TAG],
+    )
+
+
 def base_scoring_pipeline(seed: int | None = None) -> Pipeline:
     """Round 1's scoring step alone (the base model on the pool), under ``base[.seed_<s>].round_1``:
     what every scoring method's round 1 computes, for rounds built with ``shared_first_scores``."""
@@ -232,6 +249,7 @@ def round_pipeline(
     steps.append(_finetune_step(first, seed))
     steps.append(_evaluate_step())
     steps.append(_summary_step(method, round_index, seed, steps, shared="score_info" in mapping))
+    steps.append(_view_step(method, round_index, seed))
 
     if not first:
         prev = round_name(method, round_index - 1, seed)
