@@ -170,20 +170,28 @@ def test_each_round_writes_a_readable_selection_view_logged_on_its_child_run(
         assert Path(logged).read_text(encoding="utf-8") == text
 
 
-def test_kedro_viz_previews_the_selection_view(workspace):
-    import inspect
+def test_kedro_viz_previews_the_selection_view(workspace, monkeypatch):
+    import yaml
+    from kedro.io import DataCatalog
+    from kedro_viz.models.flowchart.node_metadata import DataNodeMetadata
+    from kedro_viz.models.flowchart.nodes import GraphNode
 
-    from p3_pruning.datasets.markdown_dataset import MarkdownDataset
-
-    path = latest_version(workspace, "data/08_reporting/p3/round_1/selection.md")
-    dataset = MarkdownDataset(filepath=str(path))
-    # kedro-viz picks its renderer from the return annotation's name
-    annotation = inspect.signature(dataset.preview).return_annotation
-    assert getattr(annotation, "__name__", str(annotation)) == "HTMLPreview"
-    assert dataset.preview() == path.read_text(encoding="utf-8")
-    assert (
-        dataset.preview(max_chars=20).endswith("\n\n…") and len(dataset.preview(max_chars=20)) == 23
+    monkeypatch.chdir(workspace)
+    config = yaml.safe_load((workspace / "conf/base/catalog_rounds.yml").read_text())
+    dataset = DataCatalog.from_config(config).get("p3.round_1.selection_view")
+    text = latest_version(workspace, "data/08_reporting/p3/round_1/selection.md").read_text()
+    node = GraphNode.create_data_node(
+        "id", "p3.round_1.selection_view", None, set(), dataset, set()
     )
+    previous = DataNodeMetadata.is_all_previews_enabled
+    DataNodeMetadata.set_is_all_previews_enabled(True)
+    try:
+        shown = DataNodeMetadata(data_node=node)
+    finally:
+        DataNodeMetadata.set_is_all_previews_enabled(previous)
+    assert shown.preview_type == "HTMLPreview"  # rendered by kedro-viz's Markdown renderer
+    assert shown.preview == text  # the catalog's preview_args (20,000 characters) keep it whole
+    assert dataset.preview(max_chars=20) == text[:20] + "\n\n…"
 
 
 def test_the_notebook_runs_end_to_end_on_the_run(workspace, tmp_path, monkeypatch):
