@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from kedro.framework.hooks import hook_impl
 
-from p3_pruning import namespaces
+from p3_pruning import namespaces, tracking
+from p3_pruning.compute import round_compute, run_compute
 from p3_pruning.config import check_budget, check_rounds, validate_parameters
-from p3_pruning.pipelines.common import FINAL_TAG, REPORT_TAG, SUMMARY_TAG
+from p3_pruning.pipelines.common import FINAL_TAG, REPORT_TAG, SUMMARY_TAG, VIEW_TAG
 
 log = logging.getLogger(__name__)
 
@@ -179,16 +180,39 @@ class MlflowRoundsHook:
     (tag ``round_summary``), a child run named after the round's namespace with every metric the
     round measured, params and tags (method, round, seed, budget, rounds and the method's own
     settings) so ``mlflow.search_runs(filter_string="params.method = 'p3'")`` and the UI's compare
-    view work, its selection table and its difficulty histogram. Final evaluations (tag
-    ``final_eval``) get a child run too; report nodes (tag ``report``) log onto the parent run.
+    view work, its selection table and its difficulty histogram, tokens and FLOPs per stage
+    (``compute/*``, ``p3_pruning.tracking``) and the readable selection page (``selection.md``, tag
+    ``selection_view``). Final evaluations (tag ``final_eval``) get a child run too, with the
+    whole run's compute (``run_compute/*``: the method's rounds and the evaluation) beside its
+    accuracy; report nodes (tag ``report``) log onto the parent run. The experiment is tagged as
+    model development and the parent run named after the pipeline and its key settings.
     """
 
     def __init__(self) -> None:
         self.params: dict = {}
+        self.children: dict[str, str] = {}  # round namespace → child run id
+        self.views: dict[str, str] = {}  # round namespace → selection page waiting for its child
+        self.counts: tuple[int, int] | None = None  # (P, P_lora) of the last round seen
+        self.finals: list[tuple[str, str, dict]] = []  # (namespace, child run id, metrics)
 
     @hook_impl
     def after_context_created(self, context) -> None:
         self.params = dict(context.params)
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has opened its run
+    def before_pipeline_run(self, run_params) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.children, self.views, self.counts, self.finals = {}, {}, None, []
+        run = mlflow.active_run()
+        if run is None:
+            return
+        client = MlflowClient()
+        tracking.mark_experiment(client, run.info.experiment_id)
+        names = run_params.get("pipeline_names")
+        if run.info.run_name == tracking.default_run_name(names):  # not a name the user chose
+            client.update_run(run.info.run_id, name=tracking.parent_run_name(names, self.params))
 
     def _params(self, namespace: str, round_: str) -> tuple[dict, dict]:
         place = where(namespace)
@@ -206,7 +230,7 @@ class MlflowRoundsHook:
         return params, tags
 
     @hook_impl
-    def after_node_run(self, node, inputs, outputs) -> None:
+    def after_node_run(self, node, catalog, inputs, outputs) -> None:
         import mlflow
 
         parent = mlflow.active_run()
@@ -219,21 +243,35 @@ class MlflowRoundsHook:
             figure = next(v for k, v in outputs.items() if k.endswith(".difficulty_histogram"))
             selection = next(v for k, v in inputs.items() if k.endswith(".selection"))
             params, run_tags = self._params(namespace, str(summary["round"]))
-            self._child(
+            metrics = _metrics(summary)
+            self.counts = tracking.parameter_counts([summary]) or self.counts
+            if self.counts is not None:
+                metrics.update(tracking.compute_metrics(round_compute(summary, *self.counts)))
+            view = self.views.pop(namespace, None)
+            self.children[namespace] = self._child(
                 parent,
                 namespace,
                 tags=run_tags,
                 params=params,
-                metrics=_metrics(summary),
+                metrics=metrics,
                 steps={"train_loss_step": summary.get("train_loss_curve") or []},
                 figures={"difficulty_histogram.png": figure},
                 tables={"selection.csv": selection},
+                texts={} if view is None else {"selection.md": view},
             )
+        elif VIEW_TAG in tags:  # logged on the round's child run, whichever node ends first
+            view = next(iter(outputs.values()))
+            if node.namespace in self.children:
+                from mlflow.tracking import MlflowClient
+
+                MlflowClient().log_text(self.children[node.namespace], view, "selection.md")
+            else:
+                self.views[node.namespace] = view
         elif FINAL_TAG in tags:
             namespace = node.namespace
             responses, table, metrics = (outputs[o] for o in node.outputs)
             params, run_tags = self._params(namespace, "final")
-            self._child(
+            run_id = self._child(
                 parent,
                 namespace,
                 tags=run_tags,
@@ -241,6 +279,7 @@ class MlflowRoundsHook:
                 metrics=_metrics(metrics),
                 tables={"metrics.csv": table, "responses.csv": responses},
             )
+            self.finals.append((namespace, run_id, metrics))  # compute at the end of the run
             prefix = namespaces.parse(namespace).chain.replace(".", "/")
             mlflow.log_metrics({f"{prefix}/{k}": v for k, v in _metrics(metrics).items()})
         elif REPORT_TAG in tags:
@@ -254,10 +293,57 @@ class MlflowRoundsHook:
                 elif hasattr(value, "savefig"):
                     mlflow.log_figure(value, f"{folder}/{name}.png")
 
+    @hook_impl
+    def after_pipeline_run(self, catalog) -> None:
+        """Each final evaluation's compute (``compute/*``) and its run's (``run_compute/*``), as the
+        study report computes them. At the end of the run: a final evaluation needs only the last
+        adapter, so it may run before the last round's summary is written; the summaries come
+        from the catalog, so a resumed run also counts the rounds it skipped."""
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+
+        if not self.finals:
+            return
+        rounds = int(self.params.get("rounds") or 0)
+        summaries = {}
+        for namespace, _, _ in self.finals:
+            place = namespaces.parse(namespace)
+            names = [
+                f"{namespaces.round_namespace(place.arm, e, place.seed)}.summary"
+                for e in range(rounds)
+            ]
+            if place.arm == namespaces.BASE:  # no rounds of its own
+                names = []
+            summaries[namespace] = [catalog.load(n) for n in names if catalog.exists(n)]
+        seen = tracking.parameter_counts(s for found in summaries.values() for s in found)
+        client, now = MlflowClient(), int(time.time() * 1000)
+        for namespace, run_id, metrics in self.finals:
+            counts = tracking.parameter_counts(summaries[namespace]) or self.counts or seen
+            if counts is None:  # the base model alone, no round anywhere: P unknown
+                log.info("%s: no round recorded the parameter count; no FLOPs logged", namespace)
+                continue
+            own = round_compute(metrics, *counts)
+            run = run_compute(summaries[namespace], *counts, final=metrics)
+            values = {
+                **tracking.compute_metrics(own),
+                **tracking.compute_metrics(run, tracking.RUN_PREFIX),
+            }
+            client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()])
+        self.finals = []
+
     @staticmethod
     def _child(
-        parent, run_name, *, tags, params, metrics, steps=None, figures=None, tables=None
-    ) -> None:
+        parent,
+        run_name,
+        *,
+        tags,
+        params,
+        metrics,
+        steps=None,
+        figures=None,
+        tables=None,
+        texts=None,
+    ) -> str:
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
 
@@ -280,8 +366,11 @@ class MlflowRoundsHook:
                 client.log_figure(run_id, fig, path)
             for path, frame in (tables or {}).items():
                 client.log_text(run_id, frame.to_csv(index=False), path)
+            for path, text in (texts or {}).items():
+                client.log_text(run_id, text, path)
         finally:
             client.set_terminated(run_id)
+        return run_id
 
 
 class MlflowRunStateHook:

@@ -17,6 +17,7 @@ import re
 from typing import NamedTuple
 
 FINAL = "final"
+BASE = "base"  # the untuned model: its shared round-1 scoring and its final evaluation
 KEY_SEP = "__"
 NO_SEED = "none"
 _PLACE = re.compile(

@@ -163,7 +163,8 @@ def test_mlflow_has_a_child_run_per_method_round_with_metrics(compared):
     runs = client.search_runs([experiment.experiment_id], max_results=500)
     by_name = {r.info.run_name: r for r in runs}
     parents = {r.data.tags.get("mlflow.parentRunId") for r in runs} - {None}
-    compare_parent = [r for r in runs if r.info.run_id in parents and r.info.run_name == "compare"]
+    name = f"compare · budget {BUDGET} · seed {TINY['seed']}"  # the pipeline and its settings
+    compare_parent = [r for r in runs if r.info.run_id in parents and r.info.run_name == name]
     assert len(compare_parent) == 1
     parent_id = compare_parent[0].info.run_id
     for method in METHODS:

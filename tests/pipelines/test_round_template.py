@@ -20,7 +20,15 @@ def test_p3_rounds_show_every_step_of_the_method():
     for e in (1, 2, 3):
         ns = f"p3.round_{e}"
         got = steps("p3", e)
-        assert set(got) == {"score", "threshold", "dpp_select", "finetune", "evaluate", "summarize"}
+        assert set(got) == {
+            "score",
+            "threshold",
+            "dpp_select",
+            "finetune",
+            "evaluate",
+            "summarize",
+            "view_selection",
+        }
         assert f"{ns}.scores" in got["threshold"] and "params:pacing" in got["threshold"]
         assert {f"{ns}.eligible", f"{ns}.embeddings", f"{ns}.scores"} <= got["dpp_select"]
         assert f"{ns}.selection" in got["finetune"]
@@ -44,9 +52,30 @@ def test_p3_rounds_show_every_step_of_the_method():
 def test_baselines_reuse_the_steps_they_have(method, expected):
     for e in (1, 2):
         got = steps(method, e)
-        assert set(got) == expected | {"finetune", "evaluate", "summarize"}, (method, e)
+        assert set(got) == expected | {"finetune", "evaluate", "summarize", "view_selection"}, (
+            method,
+            e,
+        )
     if method in ("random", "full"):
         assert "train_pool" in steps(method, 1)["pick"]
+
+
+@pytest.mark.parametrize(
+    ("method", "round_", "tables"),
+    [
+        ("p3", 2, {"scores", "eligible"}),
+        ("dpp", 1, {"scores"}),
+        ("random", 1, set()),
+        ("static", 2, {"eligible"}),  # and round 1's scores
+    ],
+)
+def test_the_selection_view_reads_the_tables_the_method_has(method, round_, tables):
+    ns = round_name(method, round_ - 1)
+    got = steps(method, round_)["view_selection"]
+    expected = {"train_pool", f"{ns}.selection"} | {f"{ns}.{t}" for t in tables}
+    if method == "static":
+        expected.add("static.round_1.scores")
+    assert got == expected
 
 
 def test_static_and_curriculum_score_once_and_reuse_round_1():

@@ -14,3 +14,4 @@ def bind(func, **kwargs):
 SUMMARY_TAG = "round_summary"  # a round's summarize node: one MLflow child run per round
 FINAL_TAG = "final_eval"  # a final evaluation: a child run and the accuracy in the result table
 REPORT_TAG = "report"  # a report node: its tables and plots go on the parent run
+VIEW_TAG = "selection_view"  # a round's readable selection page: an artefact on its child run

@@ -4,7 +4,7 @@ Round e reads round e−1's adapter, so the unrolled chain is the cyclic-per-epo
 acyclic Kedro DAG. A round has the method's steps, and only those:
 
 =============  =========================================================================
-``p3``         score → threshold → dpp_select → finetune → evaluate → summarize
+``p3``         score → threshold → dpp_select → finetune → evaluate → summarize, view_selection
 ``static``     (round 1: score) → threshold → dpp_select → …  (scores of round 1 reused)
 ``spl``        score → threshold → pick (uniform among the eligible) → …
 ``curriculum`` (round 1: score) → threshold (easy→hard window) → pick → …
@@ -24,13 +24,12 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from p3_pruning.pipelines.common import SUMMARY_TAG, bind
-from p3_pruning import methods
-from p3_pruning.namespaces import round_namespace
+from p3_pruning import methods, report_views
+from p3_pruning.namespaces import BASE, round_namespace
+from p3_pruning.pipelines.common import SUMMARY_TAG, VIEW_TAG, bind
 
 from . import nodes
 
-BASE = "base"  # the untuned model: its round-1 scoring and its final evaluation
 GLOBAL_INPUTS = {"train_pool", "eval_set"}
 PARAMETERS = {
     "params:model",
@@ -185,6 +184,23 @@ def _summary_step(
     )
 
 
+def _view_step(method: str, round_index: int, seed: int | None, name: str) -> Node:
+    """The selection as a Markdown page a person can read (``report_views``), beside the table."""
+    traits = methods.get(method)
+    inputs = {"pool": "train_pool", "selection": "selection"}
+    if traits.scores:
+        inputs["scores"] = "scores"
+    if traits.thresholded:
+        inputs["eligible"] = "eligible"
+    return Node(
+        func=bind(report_views.selection_view, title=round_namespace(name, round_index, seed)),
+        inputs=inputs,
+        outputs="selection_view",
+        name="view_selection",
+        tags=[VIEW_TAG],
+    )
+
+
 def base_scoring_pipeline(seed: int | None = None) -> Pipeline:
     """Round 1's scoring step alone (the base model on the pool), under ``base[.seed_<s>].round_1``:
     what every scoring method's round 1 computes, for rounds built with ``shared_first_scores``."""
@@ -255,6 +271,7 @@ def round_pipeline(
     steps.append(
         _summary_step(method, round_index, seed, steps, shared="score_info" in mapping, arm=name)
     )
+    steps.append(_view_step(method, round_index, seed, name))
     steps = [_with_blocks(step, blocks) for step in steps]
 
     if not first:
