@@ -25,13 +25,13 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from p3_pruning.compute import run_compute
+from p3_pruning.compute import SECONDS_KEYS, TOKEN_STAGES, run_compute
 from p3_pruning.workspace import latest_version
 
 METHODS = ("p3", "random", "full")
 REFERENCES = ("full", "random")
-STAGES = ("score", "train", "eval", "generation")  # the stages that read tokens
-SECOND_STAGES = ("score", "threshold", "select", "train", "eval", "generation")
+STAGES = TOKEN_STAGES  # the stages that read tokens
+SECOND_STAGES = tuple(SECONDS_KEYS)
 
 
 def load_records(workspace: Path, method: str, rounds: int) -> tuple[list[dict], dict]:

@@ -618,7 +618,7 @@ class Rates:
             f"generation ({len(gen_set)} prompts, batch {args.gen_batch}, <= {args.gen_new} new)",
             tokens,
             seconds,
-            stage_flops("generate", tokens, self.P),
+            stage_flops("generation", tokens, self.P),
             mem.gib,
             f"{counted.written / seconds:,.0f} new tok/s",
         )

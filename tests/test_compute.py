@@ -65,7 +65,7 @@ def test_stage_flops_per_token_rules():
     P, L = 1_000, 10
     assert stage_flops("score", 3, P) == 2 * P * 3
     assert stage_flops("eval", 3, P) == 2 * P * 3
-    assert stage_flops("generate", 3, P, L) == 2 * (P + L) * 3  # unmerged adapter
+    assert stage_flops("generation", 3, P, L) == 2 * (P + L) * 3  # unmerged adapter
     assert stage_flops("train", 3, P, L) == (4 * P + 6 * L) * 3
     assert stage_flops("train_full", 3, P) == 6 * P * 3
     assert stage_flops("train", 3, P, L, checkpointing=True) == (6 * P + 8 * L) * 3

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping
 
 log = logging.getLogger(__name__)
 
-STAGES = ("score", "train", "train_full", "eval", "generate")
+STAGES = ("score", "train", "train_full", "eval", "generation")  # stage_flops rules
 
 # Keys of a round's summary record (or a final evaluation's metrics) that hold the tokens a stage
 # read. The first key of each tuple that is present is used; a stage's tokens may be a sum of keys
@@ -55,6 +55,7 @@ TOKEN_KEYS = {
     "generation": ("generation_prompt_tokens", "generation_new_tokens"),
 }
 FALLBACK_KEYS = {"train": ("train_n_tokens",), "eval": ("eval_n_tokens",)}
+TOKEN_STAGES = tuple(TOKEN_KEYS)  # the stages of a run that read tokens, in run order
 SECONDS_KEYS = {
     "score": "score_seconds",
     "threshold": "threshold_seconds",
@@ -103,7 +104,7 @@ def stage_flops(
 ) -> float:
     """Estimated FLOPs of ``stage`` over ``tokens`` tokens (see the module doc for the reasoning).
 
-    stage: ``score``, ``eval``, ``generate`` (forward only: 2·(P + P_lora), pass ``trainable=0``
+    stage: ``score``, ``eval``, ``generation`` (forward only: 2·(P + P_lora), pass ``trainable=0``
     when the adapter is merged), ``train`` (LoRA: 4·P + 6·P_lora) or ``train_full`` (6·P, every
     weight trained; ``trainable`` unused). ``checkpointing`` adds the recomputed forward to the
     training stages.
@@ -114,7 +115,7 @@ def stage_flops(
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     forward = 2.0 * (params + trainable)
-    if stage in ("score", "eval", "generate"):
+    if stage in ("score", "eval", "generation"):
         per_token = forward
     elif stage == "train":
         per_token = 4.0 * params + 6.0 * trainable
@@ -165,12 +166,8 @@ def round_compute(
     """
     out: dict[str, float] = {}
     train_stage = "train_full" if full_finetune else "train"
-    for stage, flop_stage in (
-        ("score", "score"),
-        ("train", train_stage),
-        ("eval", "eval"),
-        ("generation", "generate"),
-    ):
+    for stage in TOKEN_STAGES:
+        flop_stage = train_stage if stage == "train" else stage
         tokens = stage_tokens(info, stage)
         out[f"{stage}_tokens"] = tokens
         out[f"{stage}_flops"] = stage_flops(

@@ -20,7 +20,7 @@ import torch
 from kedro.framework.hooks import hook_impl
 
 from p3_pruning import namespaces, tracking
-from p3_pruning.compute import round_compute, run_compute
+from p3_pruning.compute import SECONDS_KEYS, round_compute, run_compute
 from p3_pruning.config import check_budget, check_rounds, validate_parameters
 from p3_pruning.pipelines.common import FINAL_TAG, REPORT_TAG, SUMMARY_TAG, VIEW_TAG
 
@@ -452,11 +452,16 @@ def resumed_run(client, current) -> str | None:
     return None
 
 
-STAGES = (
-    ("score_s", ("score_seconds",)),
-    ("select_s", ("threshold_seconds", "select_seconds")),
-    ("train_s", ("train_seconds",)),
-    ("eval_s", ("eval_seconds",)),
+# the result table's seconds columns (a round's stages; generation is the final evaluation's):
+# compute.SECONDS_KEYS, with threshold and selection in one column
+STAGES = tuple(
+    (f"{column}_s", tuple(SECONDS_KEYS[stage] for stage in stages))
+    for column, stages in (
+        ("score", ("score",)),
+        ("select", ("threshold", "select")),
+        ("train", ("train",)),
+        ("eval", ("eval",)),
+    )
 )
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from p3_pruning.compute import TOKEN_STAGES
 from p3_pruning.methods import P3
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # the value MLflow 3.17's UI checks for the runs view
 DEFAULT_PIPELINE = "__default__"
 DEFAULT_LABEL = P3  # what the default pipeline runs: data, P3's rounds, the final evaluations
-COMPUTE_STAGES = ("score", "train", "eval", "generation")
+COMPUTE_STAGES = TOKEN_STAGES
 ROUND_PREFIX = (
     "compute/"  # the child run's own stages (a round, or a final evaluation's generation)
 )
