@@ -83,3 +83,44 @@ def test_offline_default_data_levels_equal_the_base_config(conf):
     from p3_pruning.data.reasoning import DEFAULT_LEVELS
 
     assert conf["data"]["default"]["levels"] == DEFAULT_LEVELS
+
+
+def _schema_defaults(model, prefix=""):
+    """``{dotted key: default}`` of every schema field that declares one, nested blocks walked."""
+    from pydantic import BaseModel
+
+    out = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        nested = [
+            a
+            for a in getattr(annotation, "__args__", (annotation,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if nested:
+            out.update(_schema_defaults(nested[0], f"{prefix}{name}."))
+        elif not field.is_required() and field.default is not None:
+            out[f"{prefix}{name}"] = field.default
+    return out
+
+
+def test_schema_defaults_equal_the_yaml(conf):
+    """A default the schema declares is the one conf/base holds (where conf/base sets the key)."""
+    from p3_pruning.config import Parameters
+
+    def at(key):
+        node = conf
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return KeyError
+            node = node[part]
+        return node
+
+    checked = 0
+    for key, default in _schema_defaults(Parameters).items():
+        value = at(key)
+        if value is KeyError:
+            continue
+        checked += 1
+        assert value == default, f"{key}: conf/base says {value!r}, the schema {default!r}"
+    assert checked >= 10  # the walk reached the nested blocks

@@ -5,7 +5,8 @@ module says what a value may be. :func:`validate_parameters` checks a whole para
 ``kedro run`` resolves, ``--params`` included) and raises one :class:`ConfigError` that lists every
 bad key at once, with its dotted name, the value found and what is expected. Fields are optional
 unless a run cannot start without them: the schema checks what is there and forbids unknown keys
-(typos), it never fills values in.
+(typos). A default it declares (for a caller that leaves a key out) equals conf/base's value, and
+tests/test_defaults.py keeps the two equal.
 
 Allowed values come from the core modules (``SEGMENTERS``, ``EMBEDS``, ``SCHEDULES``, ``MODES``,
 ``SOURCES`` …), so a new option added there is accepted here without a second list.
@@ -343,7 +344,7 @@ class SelectionParams(Block):
 class LoraParams(Block):
     r: PositiveInt
     alpha: Annotated[Number, Field(gt=0)]
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
     target_modules: list[str] | str | None = None
 
 

@@ -26,6 +26,7 @@ SCHEDULES = ("linear", "geometric", "root")
 # The paper's pacing: P_e grows linearly from the 45th toward the 95th percentile.
 PAPER_START = 45.0
 PAPER_END = 95.0
+DEFAULT_POWER = 2.0  # the geometric and root schedules' exponent (not in the paper, which is linear)
 
 
 def _check_round(round_index: int, rounds: int) -> None:
@@ -48,7 +49,7 @@ def percentile(
     start: float = PAPER_START,
     end: float = PAPER_END,
     schedule: str = "linear",
-    power: float = 2.0,
+    power: float = DEFAULT_POWER,
 ) -> float:
     """Percentile P_e (0–100) of round ``round_index`` (0-based) out of ``rounds`` (see module doc)."""
     _check_round(round_index, rounds)
@@ -108,7 +109,7 @@ def eligible(
     start: float = PAPER_START,
     end: float = PAPER_END,
     schedule: str = "linear",
-    power: float = 2.0,
+    power: float = DEFAULT_POWER,
     previous=None,
     alpha: float = 0.0,
 ) -> tuple[np.ndarray, float]:

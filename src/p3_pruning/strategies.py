@@ -64,7 +64,7 @@ OPTION_DEFAULTS = {
     "start": pacing.PAPER_START,
     "end": pacing.PAPER_END,
     "schedule": "linear",
-    "power": 2.0,
+    "power": pacing.DEFAULT_POWER,
     "alpha": 0.0,
     "previous": None,
     "ridge": dpp.DEFAULT_RIDGE,
