@@ -34,7 +34,7 @@ from pydantic import (
 
 from p3_pruning import dpp, methods, pacing, scoring, segment
 from p3_pruning.data import SOURCES
-from p3_pruning.data.readers import looks_like_hub_id as looks_like_hub_dataset
+from p3_pruning.data.readers import looks_like_hub_id
 from p3_pruning.methods import METHODS
 from p3_pruning.models import SMOLLM2, TINY
 
@@ -218,7 +218,7 @@ class DataParams(Block):
             return value
         if Path(value).expanduser().exists():
             return value
-        if not looks_like_hub_dataset(value):
+        if not looks_like_hub_id(value):
             raise ValueError("expected an existing file (paths are relative to the project)")
         if _offline():
             raise ValueError(

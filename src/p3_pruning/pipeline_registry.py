@@ -40,8 +40,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Every pipeline that trains starts with ``data``: it is cheap and seeded (the same samples, the
     same split every time), so any pipeline runs on a fresh clone, and ``--only-missing-outputs``
     skips it when its outputs exist."""
-    params = configured_parameters()
-    n_rounds = configured_rounds()
+    params = configured_parameters()  # read once: rounds, study, sweep and export shape the DAG
+    n_rounds = int(params["rounds"])
     data_pipeline = data.create_pipeline()
     pipelines: dict[str, Pipeline] = {"data": data_pipeline}
     for method in METHODS:
@@ -49,7 +49,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["evaluate"] = evaluate.create_pipeline(methods=(P3,), rounds=n_rounds)
     pipelines["compare"] = data_pipeline + compare.create_pipeline(rounds=n_rounds)
     # the rounds' selections of export.methods, joined back to the original records
-    exported = params["export"]["methods"]
+    exported = (params.get("export") or {}).get("methods") or [P3]
     pipelines["export"] = export.create_pipeline(methods=exported, rounds=n_rounds)
     plan = params.get("study") or {}
     if plan:
