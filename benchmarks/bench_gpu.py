@@ -64,11 +64,11 @@ import torch
 
 from bench_dpp import unit_features
 from bench_scoring import run_authors, run_bare
-from p3_pruning import dpp_stochastic
 from p3_pruning.chat import prompt_text
 from p3_pruning.compute import count_parameters, stage_flops
 from p3_pruning.dpp import DEFAULT_RIDGE, exact_greedy, greedy_map
-from p3_pruning.dpp_kernel import Kernel
+from p3_pruning.dpp import stochastic as dpp_stochastic
+from p3_pruning.dpp.kernel import Kernel
 from p3_pruning.encoding import encode
 from p3_pruning.evaluation import generate, greedy_decode
 from p3_pruning.models import TINY, load_model, pick_dtype

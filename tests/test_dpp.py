@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from p3_pruning import dpp_kernel
 from p3_pruning.dpp import exact_greedy, greedy_map, greedy_map_reference, log_det_path
-from p3_pruning.dpp_kernel import Kernel
-from p3_pruning.dpp_stochastic import sample_size, stochastic_greedy
+from p3_pruning.dpp import kernel as dpp_kernel
+from p3_pruning.dpp.kernel import Kernel
+from p3_pruning.dpp.stochastic import sample_size, stochastic_greedy
 
 torch.set_num_threads(2)
 

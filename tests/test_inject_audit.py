@@ -32,7 +32,13 @@ def test_same_seed_same_pool_other_seed_other_pool(pool):
     pd.testing.assert_frame_equal(a, b)
     assert not a.equals(compose_pool(pool, seed=4, **kinds))
     assert len(a) == len(pool) and a["sample_id"].is_unique
-    assert origin_counts(a) == {"clean": 24, "noise": 12, "duplicate": 12, "off_task": 6, "too_hard": 6}
+    assert origin_counts(a) == {
+        "clean": 24,
+        "noise": 12,
+        "duplicate": 12,
+        "off_task": 6,
+        "too_hard": 6,
+    }
 
 
 def test_noise_is_one_wrong_step_carried_to_the_answer(pool):
@@ -126,10 +132,10 @@ def test_auroc_matches_pairwise_definition():
 
 
 def test_selection_audit_shares_and_auroc():
-    pool = pd.DataFrame(
-        {"sample_id": list("abcdef"), "origin": ["clean"] * 4 + ["noise"] * 2}
+    pool = pd.DataFrame({"sample_id": list("abcdef"), "origin": ["clean"] * 4 + ["noise"] * 2})
+    scores = pd.DataFrame(
+        {"sample_id": list("abcdef"), "difficulty": [0.1, 0.2, 0.3, 0.4, 0.9, 0.8]}
     )
-    scores = pd.DataFrame({"sample_id": list("abcdef"), "difficulty": [0.1, 0.2, 0.3, 0.4, 0.9, 0.8]})
     chosen = pd.DataFrame({"sample_id": ["a", "b", "e"]})
     audit = selection_audit(pool, chosen, scores)
     assert audit["audit_pool_share/noise"] == pytest.approx(2 / 6)
@@ -163,9 +169,7 @@ def test_selectors_never_see_origin(pool, method):
             eligible, _ = nodes.threshold(scores, {}, **where)
         chosen, _ = nodes.select(scores, {}, 0.4, 7, eligible, embeddings, frame, **where)
         picks.append(chosen)
-    pd.testing.assert_frame_equal(
-        picks[0].drop(columns="origin"), picks[1].drop(columns="origin")
-    )
+    pd.testing.assert_frame_equal(picks[0].drop(columns="origin"), picks[1].drop(columns="origin"))
     assert not picks[0]["origin"].equals(picks[1]["origin"]) or method == "random"
 
 

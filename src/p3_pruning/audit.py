@@ -73,7 +73,9 @@ def selection_audit(
     out: dict[str, float] = {}
     for name in present:
         out[f"{POOL_SHARE}/{name}"] = float((origin == name).mean())
-        out[f"{SELECTED_SHARE}/{name}"] = float((chosen == name).mean()) if len(chosen) else math.nan
+        out[f"{SELECTED_SHARE}/{name}"] = (
+            float((chosen == name).mean()) if len(chosen) else math.nan
+        )
     if scores is None or "difficulty" not in scores.columns:
         return {**out, **{f"{AUROC}/{n}": math.nan for n in present if n != CLEAN}}
     d = pd.Series(scores["difficulty"].to_numpy(dtype=np.float64), index=scores["sample_id"])

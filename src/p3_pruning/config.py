@@ -169,7 +169,10 @@ class InjectParams(Block):
     off_task: Annotated[float, Field(ge=0, lt=1)] = 0.0
     too_hard: Annotated[float, Field(ge=0, lt=1)] = 0.0
     exact_duplicates: bool = False
-    off_task_tasks: Annotated[list[str], Field(min_length=1)] = ["spell_backward", "letter_counting"]
+    off_task_tasks: Annotated[list[str], Field(min_length=1)] = [
+        "spell_backward",
+        "letter_counting",
+    ]
     too_hard_levels: dict[str, dict[str, dict[str, Any]]] | None = None
 
     @field_validator("too_hard")
@@ -510,7 +513,9 @@ class StudyParams(Block):
     def _arms(cls, value, info: ValidationInfo):
         for name in value:
             if not name.isidentifier() or name in ("base", "study"):
-                raise ValueError(f"arm name {name!r}: expected an identifier other than base, study")
+                raise ValueError(
+                    f"arm name {name!r}: expected an identifier other than base, study"
+                )
             if name in METHODS and value[name].method != name:
                 raise ValueError(f"arm {name!r} is a method name: it must run that method")
             if name in (info.data.get("methods") or []):
@@ -688,6 +693,7 @@ def _arm_problems(params: dict, study: StudyParams) -> list[tuple[str, Any, str]
         except ConfigError as exc:
             problems += [(f"study.arms.{name}.{k}", v, e) for k, v, e in exc.problems]
     return problems
+
 
 def check_budget(params: dict, n_train: int) -> None:
     """A budget in samples (an int) must fit the train pool. Checked once the pool exists (after the

@@ -99,7 +99,11 @@ class P3Callback(TrainerCallback):
         self.rounds, self.seed = rounds, int(seed)
         self.scoring = {"progress": False, **(scoring or {})}
         self.options = dict(options or {})
-        k = len(self.pool) if traits.selector == "all" else strategies.resolve_budget(budget, len(pool))
+        k = (
+            len(self.pool)
+            if traits.selector == "all"
+            else strategies.resolve_budget(budget, len(pool))
+        )
         self.sampler = SelectionSampler(k, seed=seed)
         self.history: list[dict] = []
         self._row = {sid: i for i, sid in enumerate(self.pool["sample_id"])}

@@ -79,6 +79,7 @@ def get(name: str) -> Method:
 def names(**traits) -> tuple[str, ...]:
     """Methods whose traits equal ``traits``, e.g. ``names(selector="dpp")``; a trait given as a
     tuple or set matches any of its values."""
+
     def matches(method: Method) -> bool:
         for key, want in traits.items():
             value = getattr(method, key)

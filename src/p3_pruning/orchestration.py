@@ -25,6 +25,7 @@ from kedro.pipeline import GroupedNodes, Pipeline
 
 from p3_pruning import namespaces
 
+
 def task_key(namespace: str | None, node_name: str) -> str:
     """The task a node belongs to: its round or final evaluation (``p3.seed_7.round_2``), else its
     namespace, else its own name."""

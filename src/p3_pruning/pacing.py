@@ -26,7 +26,9 @@ SCHEDULES = ("linear", "geometric", "root")
 # The paper's pacing: P_e grows linearly from the 45th toward the 95th percentile.
 PAPER_START = 45.0
 PAPER_END = 95.0
-DEFAULT_POWER = 2.0  # the geometric and root schedules' exponent (not in the paper, which is linear)
+DEFAULT_POWER = (
+    2.0  # the geometric and root schedules' exponent (not in the paper, which is linear)
+)
 
 
 def _check_round(round_index: int, rounds: int) -> None:

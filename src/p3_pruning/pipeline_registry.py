@@ -10,8 +10,8 @@ from kedro.config import OmegaConfigLoader
 from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
-from p3_pruning.pipelines import compare, data, evaluate, export, rounds, study, sweep
 from p3_pruning.methods import METHODS, P3
+from p3_pruning.pipelines import compare, data, evaluate, export, rounds, study, sweep
 
 
 def configured_parameters(conf_source: str | Path | None = None) -> dict:

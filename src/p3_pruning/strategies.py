@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from p3_pruning import dpp, methods, pacing
-from p3_pruning.methods import METHODS
+from p3_pruning.methods import METHODS  # noqa: F401  (strategies.METHODS, re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -219,7 +219,9 @@ def sweep(
     ``previous``, ``quality_floor`` …); ``GRID_OPTIONS`` are set by the grid and ignored if given.
     """
     if method not in SWEPT:
-        raise ValueError(f"the sweep runs a thresholding method that rescores {SWEPT}, got {method!r}")
+        raise ValueError(
+            f"the sweep runs a thresholding method that rescores {SWEPT}, got {method!r}"
+        )
     percentiles = _values("percentiles", percentiles)
     budgets = _values("budgets", budgets)
     ridges = _values("ridges", ridges)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from p3_pruning.strategies import METHODS, THRESHOLDED
+from p3_pruning.methods import METHODS, names
 from p3_pruning.workspace import PROJECT_ROOT, latest_version, make_workspace, run_pipeline
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def test_the_run_ends_with_a_result_table(compared):
 
 
 def test_threshold_writes_the_eligible_table(compared):
-    for method in THRESHOLDED:
+    for method in names(threshold=("pacing", "window")):
         for e in (1, 2):
             path = latest_version(
                 compared, f"data/05_model_input/{method}/round_{e}/eligible.parquet"

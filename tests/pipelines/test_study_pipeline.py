@@ -115,7 +115,9 @@ def test_audit_in_every_round_summary_and_the_report(studied):
                 latest_version(studied, f"data/08_reporting/{arm}/round_{e}/summary.json"),
                 typ="series",
             )
-            assert summary["audit_pool_share/noise"] == pytest.approx(5 / 18)  # round(0.25 x 18) = 5
+            assert summary["audit_pool_share/noise"] == pytest.approx(
+                5 / 18
+            )  # round(0.25 x 18) = 5
             assert 0 <= summary["audit_selected_share/noise"] <= 1
             if arm.startswith("p3"):
                 assert 0 <= summary["audit_auroc/noise"] <= 1

@@ -97,7 +97,9 @@ def compose_pool(
         if isinstance(value, bool) or not 0 <= float(value) < 1:
             raise ValueError(f"data.inject.{kind} must be a fraction in [0, 1), got {value!r}")
     if sum(fractions.values()) >= 1:
-        raise ValueError(f"data.inject fractions must sum to < 1 (some clean rows), got {fractions}")
+        raise ValueError(
+            f"data.inject fractions must sum to < 1 (some clean rows), got {fractions}"
+        )
     if too_hard and not default_source:
         raise ValueError("data.inject.too_hard needs the default source (its levels are extended)")
     n = len(pool)
@@ -157,8 +159,10 @@ def _corrupt(kept: pd.DataFrame, count: int, rng, default_source: bool) -> pd.Da
             response, answer = corrupt_steps(task, out.at[row, "response"], rng)
             out.at[row, "response"], out.at[row, "answer"] = response, str(answer)
     else:  # each chosen row takes the response of the next chosen row (a cycle: none keeps its own)
-        donors = np.roll(rows, 1) if count > 1 else rng.choice(
-            np.setdiff1d(np.arange(len(out)), rows), size=1
+        donors = (
+            np.roll(rows, 1)
+            if count > 1
+            else rng.choice(np.setdiff1d(np.arange(len(out)), rows), size=1)
         )
         responses = out["response"].to_numpy()[donors].copy()
         answers = out["answer"].to_numpy()[donors].copy()
@@ -223,7 +227,9 @@ def _duplicates(kept: pd.DataFrame, count: int, rng, exact: bool) -> pd.DataFram
     once every clean row has one); origin ``duplicate``."""
     clean = np.flatnonzero(kept[ORIGIN].to_numpy() == CLEAN)
     if len(clean) == 0:
-        raise ValueError("data.inject.duplicate needs clean rows to copy; lower the other fractions")
+        raise ValueError(
+            "data.inject.duplicate needs clean rows to copy; lower the other fractions"
+        )
     picks = rng.permutation(clean)
     if count > len(clean):
         picks = np.concatenate([picks, rng.choice(clean, size=count - len(clean))])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
+from p3_pruning.methods import METHODS
+from p3_pruning.namespaces import FINAL, final_namespace, report_key, round_namespace
 from p3_pruning.pipelines.common import REPORT_TAG
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
-from p3_pruning.namespaces import FINAL, final_namespace, report_key, round_namespace
-from p3_pruning.methods import METHODS
 
 from . import nodes
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from p3_pruning.pipelines.common import FINAL_TAG, bind
 from p3_pruning.namespaces import final_namespace, round_namespace
+from p3_pruning.pipelines.common import FINAL_TAG, bind
 from p3_pruning.pipelines.rounds.pipeline import BASE
 
 from . import nodes
-
 
 
 def final_pipeline(method: str, rounds: int, seed: int | None = None) -> Pipeline:

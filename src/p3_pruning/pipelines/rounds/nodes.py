@@ -369,7 +369,9 @@ def summarize(
     }
     summary = {k: _plain(v) for k, v in summary.items()}
     threshold = float(threshold_info["threshold"])
-    fig = difficulty_histogram(scores, chosen, threshold, f"{arm or method} round {round_index + 1}")
+    fig = difficulty_histogram(
+        scores, chosen, threshold, f"{arm or method} round {round_index + 1}"
+    )
     return summary, fig
 
 

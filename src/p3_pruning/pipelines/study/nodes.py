@@ -13,7 +13,6 @@ from p3_pruning.methods import P3, REFERENCES
 from p3_pruning.namespaces import FINAL, parse_report_key
 
 
-
 def results_table(
     finals: dict[tuple[str, int | None], dict], rounds: dict[tuple[str, int | None], list[dict]]
 ) -> pd.DataFrame:

@@ -17,15 +17,15 @@ from typing import NamedTuple
 from kedro.pipeline import Node, Pipeline
 
 from p3_pruning.config import ARM_BLOCKS, merge_block
+from p3_pruning.methods import get as method_traits
+from p3_pruning.namespaces import FINAL, final_namespace, report_key, round_namespace
 from p3_pruning.pipelines.common import REPORT_TAG, bind
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
-from p3_pruning.namespaces import FINAL, final_namespace, report_key
-from p3_pruning.namespaces import round_namespace
 from p3_pruning.pipelines.rounds.pipeline import base_scoring_pipeline
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
-from p3_pruning.methods import get as method_traits
 
 from . import nodes
+
 
 class Arm(NamedTuple):
     """One arm of a study: its name (the namespace's first part), method, overrides and seeds."""

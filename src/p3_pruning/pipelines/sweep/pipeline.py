@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from kedro.pipeline import Node, Pipeline
 
-from p3_pruning.pipelines.common import bind
-from p3_pruning.namespaces import round_namespace
 from p3_pruning import methods
+from p3_pruning.namespaces import round_namespace
+from p3_pruning.pipelines.common import bind
 
 from . import nodes
 

@@ -6,15 +6,15 @@ Kedro-free. Kernel over n items with features F (n, d) and quality q (n,):
 
 Greedy MAP (Chen, Zhang & Zhou, NeurIPS 2018) adds, at each step, the item with the largest gain
 det(L_{S+i}) / det(L_S) = q_i² · r_i, where r_i is the residual of item i in the kernel S = F Fᵀ +
-ridge·I after projecting out the picked set. ``greedy_map_reference`` is that algorithm as Chen et
-al. write it, on the dense kernel with its (|S|, n) Cholesky rows: the readable spec, for tests and
-benchmarks. Because S is low rank plus ridge, ``greedy_map`` keeps the same quantities in d-space:
+ridge·I after projecting out the picked set. ``greedy_map_reference`` (:mod:`p3_pruning.dpp.reference`)
+is that algorithm as Chen et al. write it, on the dense kernel with its (|S|, n) Cholesky rows: the
+readable spec, for tests and benchmarks. Because S is low rank plus ridge, ``greedy_map`` keeps the same quantities in d-space:
 
     P   = F_Sᵀ (F_S F_Sᵀ + ridge·I)⁻¹ F_S   (d, d)  = I − ridge · (ridge·I + F_Sᵀ F_S)⁻¹ when ridge > 0
     r_i = ‖f_i‖² + ridge − f_iᵀ P f_i
 
 and adding item j is a rank-1 update: u = (I − P) f_j / √r_j, P ← P + u uᵀ, r_i ← r_i − (f_i·u)².
-Memory O(n·d), independent of k; time O(k·n·d) (``p3_pruning.dpp_kernel`` holds F, q and P).
+Memory O(n·d), independent of k; time O(k·n·d) (``p3_pruning.dpp.kernel`` holds F, q and P).
 
 Exact mode applies the r_i updates in blocks: the gains of all n items are refreshed once per
 block of up to 64 picks with one (n, d)·(d, b) product (F is read once per block, at matrix-product
@@ -25,7 +25,7 @@ best of them beats every other item's stale gain; otherwise the block is refresh
 are those of updating every gain at every step (up to floating-point ties).
 
 ``mode="stochastic"`` is stochastic greedy (Mirzasoleiman et al., 2015): the best of a seeded random
-subset of the remaining candidates per step, no per-step pass over F (``p3_pruning.dpp_stochastic``).
+subset of the remaining candidates per step, no per-step pass over F (``p3_pruning.dpp.stochastic``).
 
 Why a ridge: rank(F Fᵀ) ≤ d, so with ridge = 0 every residual is 0 after d picks and plain greedy
 MAP must stop. A ridge makes the kernel full rank, so one pass reaches any k; past rank d the gains
@@ -52,12 +52,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from p3_pruning import dpp_stochastic
-from p3_pruning.dpp_kernel import BLOCK, Kernel, Projector, unit_u, why_no_gain
+from p3_pruning.dpp import reference
+from p3_pruning.dpp import stochastic as dpp_stochastic
+from p3_pruning.dpp.kernel import BLOCK, Kernel, Projector, unit_u, why_no_gain
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RIDGE = 1e-3
+DEFAULT_RIDGE = reference.DEFAULT_RIDGE
 MODES = ("exact", "stochastic")
 # stale-best items whose exact gains are tracked between gain updates: n / 25, within [256, 8192]
 LAZY_TOP = (256, 25, 8192)
@@ -66,42 +67,6 @@ _STOPS = {
     "quality": "only zero-quality items remain",
     "pool": "fewer items than k",
 }
-
-
-def greedy_map_reference(
-    features, quality, k: int, *, ridge: float = DEFAULT_RIDGE, rank_tol: float = 1e-9, choose=None
-):
-    """Chen, Zhang & Zhou (2018) fast greedy MAP on the dense kernel: the spec ``greedy_map`` meets.
-
-    Builds L = diag(q)(F Fᵀ + ridge·I)diag(q) (n, n) in float64 and keeps one Cholesky row of L_S
-    per pick: O(n²) memory, for tests and benchmarks at small n. Same stopping rules and ties
-    (lowest index) as ``greedy_map``. Returns (indices (m,) int64, log det L[indices, indices]).
-
-    ``choose(step, gains) -> j`` replaces the argmax when given (tests replay another run's picks
-    through it, each checked against the gains of that step).
-    """
-    F = np.asarray(features, dtype=np.float64)
-    n = len(F)
-    q = np.ones(n) if quality is None else np.asarray(quality, dtype=np.float64)
-    L = F @ F.T
-    L[np.diag_indices(n)] += ridge
-    L *= q[:, None]
-    L *= q[None, :]
-    tol = rank_tol * float((np.einsum("ij,ij->i", F, F) + ridge).max(initial=0.0))
-    gain = np.diag(L).copy()  # det(L_{S+i}) / det(L_S) for S = ∅
-    C = np.zeros((min(k, n), n))  # C[t]: the t-th Cholesky row, so that L_S = C_Sᵀ C_S on S
-    picks: list[int] = []
-    log_det = 0.0
-    for t in range(min(k, n)):
-        j = int(np.argmax(gain)) if choose is None else choose(t, gain)  # lowest index wins ties
-        if not gain[j] > 0 or gain[j] <= tol * q[j] ** 2:  # only q = 0 items, or rank exhausted
-            break
-        picks.append(j)
-        log_det += math.log(gain[j])
-        C[t] = (L[j] - C[:t, j] @ C[:t]) / math.sqrt(gain[j])
-        gain -= C[t] * C[t]
-        gain[j] = -np.inf
-    return np.asarray(picks, dtype=np.int64), log_det
 
 
 def greedy_map(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from p3_pruning.dpp_kernel import BLOCK, CHUNK, Kernel, Projector, unit_u, why_no_gain
+from p3_pruning.dpp.kernel import BLOCK, CHUNK, Kernel, Projector, unit_u, why_no_gain
 
 SUBSET_ROWS = 1 << 14  # most candidates drawn at once (memory: rows x d)
 # margin of the gain bounds, relative to q²(‖f‖² + ridge): (float32, float64) rows; float32
