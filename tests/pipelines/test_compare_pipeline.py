@@ -15,25 +15,21 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import tiny_run
 from p3_pruning.methods import METHODS, names
-from p3_pruning.workspace import PROJECT_ROOT, latest_version, make_workspace, run_pipeline
+from p3_pruning.workspace import latest_version, make_workspace, run_pipeline
 
 pytestmark = pytest.mark.slow
 
 ROUNDS = 2
 BUDGET = 6
 POOL = 32
-TINY = {
-    "seed": 3,
-    "rounds": ROUNDS,
-    "budget": BUDGET,
-    "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
-    "data": {"default": {"n": POOL + 8, "seed": 1}, "split": {"eval_size": 8}},
-    "scoring": {"progress": False, "max_length": 256, "token_budget": 2048},
-    "training": {"batch_size": 4, "max_length": 256, "progress": False},
-    "cheap_eval": {"max_samples": 4, "progress": False},
-    "generation": {"max_new_tokens": 12, "batch_size": 8, "progress": False},
-}
+TINY = tiny_run(
+    seed=3,
+    rounds=ROUNDS,
+    budget=BUDGET,
+    data={"default": {"n": POOL + 8, "seed": 1}, "split": {"eval_size": 8}},
+)
 
 
 def versions(ws: Path, relative: str) -> list[str]:

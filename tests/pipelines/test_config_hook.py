@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import tiny_run
 from p3_pruning.config import ConfigError
-from p3_pruning.workspace import PROJECT_ROOT, make_workspace, run_pipeline
+from p3_pruning.workspace import make_workspace, run_pipeline
 
-TINY = {
-    "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")}
-}
+TINY = {"model": tiny_run()["model"]}
 
 
 def test_bad_parameters_fail_before_any_dataset_is_written(tmp_path):

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import tiny_run
 from p3_pruning.compute import round_compute, run_compute
 from p3_pruning.pipelines.study.nodes import results_table
 from p3_pruning.tracking import COMPUTE_STAGES, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
@@ -27,17 +28,12 @@ ROUNDS = 2
 BUDGET = 6
 POOL = 32
 SEED = 5
-TINY = {
-    "seed": SEED,
-    "rounds": ROUNDS,
-    "budget": BUDGET,
-    "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
-    "data": {"default": {"n": POOL + 8, "seed": 1}, "split": {"eval_size": 8}},
-    "scoring": {"progress": False, "max_length": 256, "token_budget": 2048},
-    "training": {"batch_size": 4, "max_length": 256, "progress": False},
-    "cheap_eval": {"max_samples": 4, "progress": False},
-    "generation": {"max_new_tokens": 12, "batch_size": 8, "progress": False},
-}
+TINY = tiny_run(
+    seed=SEED,
+    rounds=ROUNDS,
+    budget=BUDGET,
+    data={"default": {"n": POOL + 8, "seed": 1}, "split": {"eval_size": 8}},
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from p3_pruning.methods import METHODS
 from p3_pruning.namespaces import round_namespace as round_name
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline
-from p3_pruning.methods import METHODS
 
 
 def steps(method: str, round_: int, rounds: int = 3, seed=None) -> dict[str, set[str]]:

@@ -6,21 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from p3_pruning.workspace import PROJECT_ROOT, latest_version, make_workspace, run_pipeline
+from conftest import tiny_run
+from p3_pruning.workspace import latest_version, make_workspace, run_pipeline
 
 pytest.importorskip("ray")  # the `ray` extra, which scripts/setup.sh installs
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "seed": 4,
-    "rounds": 1,
-    "budget": 4,
-    "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
-    "data": {"default": {"n": 20, "seed": 3}, "split": {"eval_size": 4}},
-    "scoring": {"progress": False, "max_length": 256, "token_budget": 2048},
-    "training": {"batch_size": 4, "max_length": 256, "progress": False},
-    "cheap_eval": {"max_samples": 2, "progress": False},
-}
+TINY = tiny_run(
+    seed=4,
+    rounds=1,
+    budget=4,
+    data={"default": {"n": 20, "seed": 3}, "split": {"eval_size": 4}},
+    cheap_eval={"max_samples": 2},
+)
 RAY = {"address": None, "num_workers": 2, "num_gpus_per_worker": 0, "batch_rows": 6, "num_cpus": 2}
 
 

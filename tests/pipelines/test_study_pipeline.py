@@ -6,28 +6,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import tiny_run
 from p3_pruning.pipelines.study.nodes import results_table
 from p3_pruning.stats import study_table
-from p3_pruning.workspace import PROJECT_ROOT, latest_version, make_workspace, run_pipeline
+from p3_pruning.workspace import latest_version, make_workspace, run_pipeline
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "seed": 5,
-    "rounds": 2,
-    "budget": 4,
-    "model": {"name_or_path": "tiny-random", "cache_dir": str(PROJECT_ROOT / "data" / "06_models")},
+TINY = tiny_run(
+    seed=5,
+    rounds=2,
+    budget=4,
     # a composed pool: a quarter of the 18 training samples wrong (the audit's positive control)
-    "data": {
+    data={
         "default": {"n": 24, "seed": 2},
         "split": {"eval_size": 6},
         "inject": {"noise": 0.25},
     },
-    "scoring": {"progress": False, "max_length": 256, "token_budget": 2048},
-    "training": {"batch_size": 4, "max_length": 256, "progress": False},
-    "cheap_eval": {"max_samples": 2, "progress": False},
-    "generation": {"max_new_tokens": 8, "batch_size": 8, "progress": False},
-    "study": {
+    cheap_eval={"max_samples": 2},
+    generation={"max_new_tokens": 8},
+    study={
         "methods": ["p3", "random"],
         "seeds": [0, 1],
         "arms": {  # a variant and a matched baseline, on one seed each
@@ -35,7 +33,7 @@ TINY = {
             "random_matched": {"method": "random", "seeds": [0], "budget": 6},
         },
     },
-}
+)
 
 
 @pytest.fixture(scope="module")
