@@ -245,6 +245,14 @@ class RayParams(Block):
     object_store_memory: PositiveInt | None = None
 
 
+class IncrementalParams(Block):
+    """``scoring.incremental``: the rescoring rule of ``refresh: incremental`` (p3_pruning.refresh)."""
+
+    margin: Annotated[Number, Field(ge=0, le=100)] | None = None
+    drift_fraction: Annotated[Number, Field(ge=0, le=1)] | None = None
+    min_drift: NonNegativeInt | None = None
+
+
 class ScoringParams(Block):
     segmenter: str | None = None
     pattern: str | None = Field(default=None, validate_default=True)
@@ -260,6 +268,9 @@ class ScoringParams(Block):
     progress: StrictBool | None = None
     # score only a seeded random subset of the pool each round: a count, or a fraction in (0, 1]
     candidates: PositiveInt | Fraction01 | None = None
+    # full (the paper) | incremental (p3_pruning.refresh); shapes the DAG: set in a config file
+    refresh: Literal["full", "incremental"] | None = None
+    incremental: IncrementalParams | None = None
     backend: Literal["local", "ray"] | None = None
     ray: RayParams | None = None
 

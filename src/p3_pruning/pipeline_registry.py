@@ -42,19 +42,28 @@ def register_pipelines() -> dict[str, Pipeline]:
     skips it when its outputs exist."""
     params = configured_parameters()
     n_rounds = configured_rounds()
+    refresh = (params.get("scoring") or {}).get("refresh") or "full"  # shapes the score steps
     data_pipeline = data.create_pipeline()
     pipelines: dict[str, Pipeline] = {"data": data_pipeline}
     for method in METHODS:
-        pipelines[method] = data_pipeline + rounds.create_pipeline(method=method, rounds=n_rounds)
+        pipelines[method] = data_pipeline + rounds.create_pipeline(
+            method=method, rounds=n_rounds, refresh=refresh
+        )
     pipelines["evaluate"] = evaluate.create_pipeline(methods=(P3,), rounds=n_rounds)
-    pipelines["compare"] = data_pipeline + compare.create_pipeline(rounds=n_rounds)
+    pipelines["compare"] = data_pipeline + compare.create_pipeline(
+        rounds=n_rounds, refresh=refresh
+    )
     # the rounds' selections of export.methods, joined back to the original records
     exported = params["export"]["methods"]
     pipelines["export"] = export.create_pipeline(methods=exported, rounds=n_rounds)
     plan = params.get("study") or {}
     if plan:
         pipelines["study"] = data_pipeline + study.create_pipeline(
-            plan.get("methods") or [], plan["seeds"], rounds=n_rounds, arms=plan.get("arms")
+            plan.get("methods") or [],
+            plan["seeds"],
+            rounds=n_rounds,
+            arms=plan.get("arms"),
+            refresh=refresh,
         )
     where = params.get("sweep") or {}
     if where:

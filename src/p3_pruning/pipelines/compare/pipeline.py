@@ -33,8 +33,10 @@ def report_pipeline(methods, rounds: int) -> Pipeline:
     )
 
 
-def create_pipeline(methods=METHODS, *, rounds: int, **kwargs) -> Pipeline:
-    parts = [rounds_pipeline(m, rounds) for m in methods]
+def create_pipeline(
+    methods=METHODS, *, rounds: int, refresh: str = "full", **kwargs
+) -> Pipeline:
+    parts = [rounds_pipeline(m, rounds, refresh=refresh) for m in methods]
     parts += [final_pipeline(m, rounds) for m in (*methods, BASE)]
     parts.append(report_pipeline(methods, rounds))
     return sum(parts, Pipeline([]))

@@ -31,6 +31,7 @@ from p3_pruning.namespaces import round_namespace
 from . import nodes
 
 BASE = "base"  # the untuned model: its round-1 scoring and its final evaluation
+REFRESH = ("full", "incremental")  # scoring.refresh: it shapes the DAG (round_pipeline)
 GLOBAL_INPUTS = {"train_pool", "eval_set"}
 PARAMETERS = {
     "params:model",
@@ -44,7 +45,12 @@ PARAMETERS = {
 }
 
 
-def _score_step(round_index: int, seed: int | None) -> Node:
+def _score_step(
+    round_index: int, seed: int | None, rounds: int | None = None, *, incremental: bool = False
+) -> Node:
+    """The score step; with ``rounds`` it also reads the pacing block and the budget (candidates
+    that keep the budget); ``incremental``: the refresh that reads the last round's scores,
+    embeddings and training-pass values (``nodes.score_incremental``)."""
     inputs = {"pool": "train_pool", "model_params": "params:model", "scoring": "params:scoring"}
     bound = {"round_index": round_index}
     if seed is None:
@@ -53,8 +59,19 @@ def _score_step(round_index: int, seed: int | None) -> Node:
         bound["seed"] = seed
     if round_index > 0:
         inputs["adapter"] = "prev_adapter"
+    if rounds is not None:
+        inputs.update(pacing="params:pacing", budget="params:budget")
+        bound["rounds"] = rounds
+    func = nodes.score
+    if incremental:
+        inputs.update(
+            previous_scores="prev_scores",
+            previous_embeddings="prev_embeddings",
+            train_scores="prev_train_scores",
+        )
+        func = nodes.score_incremental
     return Node(
-        func=bind(nodes.score, **bound),
+        func=bind(func, **bound),
         inputs=inputs,
         outputs=["scores", "embeddings", "score_info"],
         name="score",
@@ -105,21 +122,27 @@ def _select_step(method: str, round_index: int, rounds: int, seed: int | None) -
     )
 
 
-def _finetune_step(first: bool, seed: int | None) -> Node:
+def _finetune_step(first: bool, seed: int | None, *, measured: bool = False) -> Node:
+    """``measured``: also the training pass's difficulties (``train_scores``), for the next
+    round's incremental refresh."""
     inputs = {
         "pool": "train_pool",
         "chosen": "selection",
         "model_params": "params:model",
         "training": "params:training",
     }
-    func = nodes.finetune if seed is None else bind(nodes.finetune, seed=seed)
+    outputs = ["adapter", "train_info"]
+    func = nodes.finetune
+    if measured:
+        inputs["scoring"] = "params:scoring"
+        outputs.append("train_scores")
+        func = nodes.finetune_measured
+    func = func if seed is None else bind(func, seed=seed)
     if seed is None:
         inputs["seed"] = "params:seed"
     if not first:
         inputs["adapter"] = "prev_adapter"
-    return Node(
-        func=func, inputs=inputs, outputs=["adapter", "train_info"], name="finetune", tags=["train"]
-    )
+    return Node(func=func, inputs=inputs, outputs=outputs, name="finetune", tags=["train"])
 
 
 def _evaluate_step() -> Node:
@@ -181,16 +204,17 @@ def _summary_step(
     )
 
 
-def base_scoring_pipeline(seed: int | None = None) -> Pipeline:
+def base_scoring_pipeline(seed: int | None = None, rounds: int | None = None) -> Pipeline:
     """Round 1's scoring step alone (the base model on the pool), under ``base[.seed_<s>].round_1``:
-    what every scoring method's round 1 computes, for rounds built with ``shared_first_scores``."""
+    what every scoring method's round 1 computes, for rounds built with ``shared_first_scores``.
+    With ``rounds``, candidates keep the budget (the step reads the pacing block and budget)."""
     ns = round_namespace(BASE, 0, seed)
+    step = _score_step(0, seed, rounds)
     return Pipeline(
-        [_score_step(0, seed)],
+        [step],
         namespace=ns,
         inputs={"train_pool"},
-        parameters={"params:model", "params:scoring"}
-        | (set() if seed is not None else {"params:seed"}),
+        parameters={i for i in step.inputs if i.startswith("params:")},
     )
 
 
@@ -212,6 +236,7 @@ def round_pipeline(
     shared_first_scores: bool = False,
     name: str | None = None,
     blocks: dict[str, str] | None = None,
+    refresh: str = "full",
 ) -> Pipeline:
     """The round template for ``method``'s round ``round_index`` (0-based) of ``rounds``.
 
@@ -221,11 +246,17 @@ def round_pipeline(
     a score step of the method's own. ``name``: the namespace's first part (a study arm; default
     the method). ``blocks``: parameters read from other datasets, ``{"params:budget":
     "random_matched.settings.budget"}`` (a study arm's overrides merged into the run's).
+    ``refresh``: the ``scoring.refresh`` the DAG is built for; ``incremental`` gives a rescoring
+    method's finetune step a ``train_scores`` output and its later score steps the last round's
+    scores, embeddings and train scores as inputs (``full``: the paper's DAG).
     """
+    if refresh not in REFRESH:
+        raise ValueError(f"unknown scoring.refresh {refresh!r}; expected one of {REFRESH}")
     traits = methods.get(method)
     name = name or method
     blocks = blocks or {}
     regime = traits.scoring
+    incremental = refresh == "incremental" and regime == "rescore"
     first = round_index == 0
     steps: list[Node] = []
     mapping: dict[str, str] = {}
@@ -238,7 +269,7 @@ def round_pipeline(
             score_info=f"{first_scores}.score_info",
         )
     elif regime == "rescore" or (regime == "once" and first):
-        steps.append(_score_step(round_index, seed))
+        steps.append(_score_step(round_index, seed, rounds, incremental=incremental and not first))
     elif regime == "once":  # static scores: the base model's, computed once in round 1
         mapping.update(scores=f"{first_scores}.scores", embeddings=f"{first_scores}.embeddings")
     if traits.thresholded:
@@ -246,7 +277,7 @@ def round_pipeline(
             _threshold_step(method, round_index, rounds, regime == "rescore" and not first)
         )
     steps.append(_select_step(method, round_index, rounds, seed))
-    steps.append(_finetune_step(first, seed))
+    steps.append(_finetune_step(first, seed, measured=incremental))
     steps.append(_evaluate_step())
     steps.append(
         _summary_step(method, round_index, seed, steps, shared="score_info" in mapping, arm=name)
@@ -256,9 +287,14 @@ def round_pipeline(
     if not first:
         prev = round_namespace(name, round_index - 1, seed)
         mapping.update(prev_adapter=f"{prev}.adapter", prev_selection=f"{prev}.selection")
-        if regime == "rescore" and traits.thresholded:
-            scored_prev = first_scores if round_index == 1 else prev
+        scored_prev = first_scores if round_index == 1 else prev
+        if regime == "rescore" and (traits.thresholded or incremental):
             mapping["prev_scores"] = f"{scored_prev}.scores"
+        if incremental:
+            mapping.update(
+                prev_embeddings=f"{scored_prev}.embeddings",
+                prev_train_scores=f"{prev}.train_scores",
+            )
     used = {dataset for step in steps for dataset in step.inputs}
     return Pipeline(
         steps,
@@ -280,9 +316,10 @@ def create_pipeline(
     shared_first_scores: bool = False,
     name: str | None = None,
     blocks: dict[str, str] | None = None,
+    refresh: str = "full",
 ) -> Pipeline:
     """All ``rounds`` rounds of ``method``, chained through their adapters (``shared_first_scores``,
-    ``name``, ``blocks``: as :func:`round_pipeline`)."""
+    ``name``, ``blocks``, ``refresh``: as :func:`round_pipeline`)."""
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
     return sum(
@@ -295,6 +332,7 @@ def create_pipeline(
                 shared_first_scores=shared_first_scores,
                 name=name,
                 blocks=blocks,
+                refresh=refresh,
             )
             for e in range(rounds)
         ),
