@@ -13,7 +13,7 @@ from p3_pruning import pacing as pacing_rules
 from p3_pruning import strategies
 from p3_pruning.adapters import LoraAdapter
 from p3_pruning.audit import selection_audit, with_origin
-from p3_pruning.compute import count_parameters
+from p3_pruning.compute import count_parameters, stage_flops, stage_tokens
 from p3_pruning.evaluation import cheap_eval
 from p3_pruning.models import load_model, policy_model
 from p3_pruning.refresh import incremental_scores, score_until_admitted
@@ -90,9 +90,9 @@ def score(
     model_params: dict,
     scoring: dict,
     seed: int,
-    adapter: LoraAdapter | None = None,
     pacing: dict | None = None,
     budget: float | int | None = None,
+    adapter: LoraAdapter | None = None,
     *,
     round_index: int,
     rounds: int | None = None,
@@ -144,9 +144,9 @@ def score_incremental(
     model_params: dict,
     scoring: dict,
     seed: int,
-    adapter: LoraAdapter,
     pacing: dict,
     budget: float | int,
+    adapter: LoraAdapter,
     previous_scores: pd.DataFrame,
     previous_embeddings: np.ndarray,
     train_scores: pd.DataFrame,
@@ -164,9 +164,9 @@ def score_incremental(
             model_params,
             {**scoring, "refresh": "full"},
             seed,
-            adapter,
             pacing,
             budget,
+            adapter,
             round_index=round_index,
             rounds=rounds,
         )
@@ -505,10 +505,23 @@ def summarize(
         "overlap_prev": overlap(chosen, previous),
         **audit,
     }
+    summary.update(_scoring_flops(summary))
     summary = {k: _plain(v) for k, v in summary.items()}
     threshold = float(threshold_info["threshold"])
     fig = difficulty_histogram(scores, chosen, threshold, f"{arm or method} round {round_index + 1}")
     return summary, fig
+
+
+def _scoring_flops(record: dict) -> dict:
+    """Scoring FLOPs of the round split into rescored (paid) and reused (what a full rescoring
+    would have added), from its tokens and the parameter count the finetune step recorded."""
+    if "train_params" not in record or "score_tokens" not in record:
+        return {}
+    params = float(record["train_params"])
+    return {
+        "score_flops": stage_flops("score", stage_tokens(record, "score"), params),
+        "score_reused_flops": stage_flops("score", stage_tokens(record, "score_reused"), params),
+    }
 
 
 def _plain(value):

@@ -57,11 +57,11 @@ def _score_step(
         inputs["seed"] = "params:seed"
     else:
         bound["seed"] = seed
-    if round_index > 0:
-        inputs["adapter"] = "prev_adapter"
-    if rounds is not None:
+    if rounds is not None:  # in the order of the node function's arguments
         inputs.update(pacing="params:pacing", budget="params:budget")
         bound["rounds"] = rounds
+    if round_index > 0:
+        inputs["adapter"] = "prev_adapter"
     func = nodes.score
     if incremental:
         inputs.update(
