@@ -31,7 +31,7 @@ from pydantic import (
     field_validator,
 )
 
-from p3_pruning import dpp, methods, pacing, scoring, segment
+from p3_pruning import dpp, methods, pacing, refresh, scoring, segment
 from p3_pruning.data import SOURCES
 from p3_pruning.data.readers import looks_like_hub_id as looks_like_hub_dataset
 from p3_pruning.methods import METHODS
@@ -269,10 +269,15 @@ class ScoringParams(Block):
     # score only a seeded random subset of the pool each round: a count, or a fraction in (0, 1]
     candidates: PositiveInt | Fraction01 | None = None
     # full (the paper) | incremental (p3_pruning.refresh); shapes the DAG: set in a config file
-    refresh: Literal["full", "incremental"] | None = None
+    refresh: str | None = None
     incremental: IncrementalParams | None = None
     backend: Literal["local", "ray"] | None = None
     ray: RayParams | None = None
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh(cls, value):
+        return value if value is None else _one_of(value, refresh.REFRESH, "refresh")
 
     @field_validator("segmenter")
     @classmethod

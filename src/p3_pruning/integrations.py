@@ -35,7 +35,7 @@ import torch
 from transformers import TrainerCallback
 
 from p3_pruning import methods, pacing, strategies
-from p3_pruning.refresh import incremental_scores
+from p3_pruning.refresh import FULL, INCREMENTAL, REFRESH, incremental_scores
 from p3_pruning.scoring import score_samples
 from p3_pruning.train_scores import TrainPassRecorder, measuring_trainer
 
@@ -117,12 +117,12 @@ class P3Callback(TrainerCallback):
         self.tokenizer, self.method, self.budget = tokenizer, method, budget
         self.rounds, self.seed = rounds, int(seed)
         self.scoring = {"progress": False, **(scoring or {})}
-        self.refresh = self.scoring.pop("refresh", None) or "full"
+        self.refresh = self.scoring.pop("refresh", None) or FULL
         self.incremental = dict(self.scoring.pop("incremental", None) or {})
-        if self.refresh not in ("full", "incremental"):
-            raise ValueError(f"scoring.refresh must be full or incremental, got {self.refresh!r}")
+        if self.refresh not in REFRESH:
+            raise ValueError(f"scoring.refresh must be one of {REFRESH}, got {self.refresh!r}")
         self.recorder = None  # the training pass's measurements (incremental refresh)
-        if self.refresh == "incremental" and traits.scoring == "rescore":
+        if self.refresh == INCREMENTAL and traits.scoring == "rescore":
             keys = ("segmenter", "pattern", "system", "max_length")
             self.recorder = TrainPassRecorder(
                 self.pool, tokenizer, **{k: self.scoring[k] for k in keys if k in self.scoring}

@@ -12,6 +12,7 @@ from kedro.pipeline import Pipeline
 
 from p3_pruning.pipelines import compare, data, evaluate, export, rounds, study, sweep
 from p3_pruning.methods import METHODS, P3
+from p3_pruning.refresh import FULL
 
 
 def configured_parameters(conf_source: str | Path | None = None) -> dict:
@@ -42,7 +43,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     skips it when its outputs exist."""
     params = configured_parameters()
     n_rounds = configured_rounds()
-    refresh = (params.get("scoring") or {}).get("refresh") or "full"  # shapes the score steps
+    refresh = (params.get("scoring") or {}).get("refresh") or FULL  # shapes the score steps
     data_pipeline = data.create_pipeline()
     pipelines: dict[str, Pipeline] = {"data": data_pipeline}
     for method in METHODS:

@@ -43,6 +43,8 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+FULL, INCREMENTAL = "full", "incremental"  # scoring.refresh: full is the paper's
+REFRESH = (FULL, INCREMENTAL)
 MARGIN = 10.0  # percentile points each side of P_e (docs/method.md)
 DRIFT_FRACTION = 0.1
 MIN_DRIFT = 8
@@ -196,7 +198,7 @@ def incremental_scores(
     reused_tokens = int(scores.loc[~done, "n_tokens"].sum())
     counts = scores["measured"].value_counts().to_dict()
     info = {
-        "refresh": "incremental",
+        "refresh": INCREMENTAL,
         "score_rescored": int(done.sum()),
         **{f"score_rescored_{r}": int(counts.get(r, 0)) for r in REASONS},
         **{f"score_{k}": int(counts.get(k, 0)) for k in KEPT},
@@ -257,4 +259,4 @@ def score_until_admitted(
     return rows[order], scores, embeddings, extensions
 
 
-__all__ = ["incremental_scores", "score_until_admitted", "stale_values"]
+__all__ = ["FULL", "INCREMENTAL", "REFRESH", "incremental_scores", "score_until_admitted", "stale_values"]

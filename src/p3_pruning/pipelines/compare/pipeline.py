@@ -7,6 +7,7 @@ from kedro.pipeline import Node, Pipeline
 from p3_pruning.pipelines.common import REPORT_TAG
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
+from p3_pruning.refresh import FULL
 from p3_pruning.namespaces import FINAL, final_namespace, report_key, round_namespace
 from p3_pruning.methods import METHODS
 
@@ -34,7 +35,7 @@ def report_pipeline(methods, rounds: int) -> Pipeline:
 
 
 def create_pipeline(
-    methods=METHODS, *, rounds: int, refresh: str = "full", **kwargs
+    methods=METHODS, *, rounds: int, refresh: str = FULL, **kwargs
 ) -> Pipeline:
     parts = [rounds_pipeline(m, rounds, refresh=refresh) for m in methods]
     parts += [final_pipeline(m, rounds) for m in (*methods, BASE)]

@@ -16,7 +16,7 @@ from p3_pruning.audit import selection_audit, with_origin
 from p3_pruning.compute import count_parameters, stage_flops, stage_tokens
 from p3_pruning.evaluation import cheap_eval
 from p3_pruning.models import load_model, policy_model
-from p3_pruning.refresh import incremental_scores, score_until_admitted
+from p3_pruning.refresh import FULL, incremental_scores, score_until_admitted
 from p3_pruning.scoring import score_samples
 from p3_pruning.stats import difficulty_level_spearman
 from p3_pruning.train_scores import empty_train_scores
@@ -106,7 +106,7 @@ def score(
     percentile admits fewer than k of the scored candidates, more are scored in a seeded order
     (``refresh.score_until_admitted``).
     """
-    if round_index > 0 and scoring.get("refresh", "full") != "full":
+    if round_index > 0 and scoring.get("refresh", FULL) != FULL:
         raise ValueError(
             "scoring.refresh: incremental shapes the pipeline (the score step reads the last "
             "round's scores): set it in a config file, not with --params"
@@ -158,11 +158,11 @@ def score_incremental(
     round's training pass for the samples it trained on, the last scoring for the others — with
     only the samples near the threshold, a seeded drift sample and the never-scored rescored
     (``p3_pruning.refresh``; docs/method.md). ``refresh: full`` here scores as :func:`score`."""
-    if scoring.get("refresh", "full") == "full":
+    if scoring.get("refresh", FULL) == FULL:
         return score(
             pool,
             model_params,
-            {**scoring, "refresh": "full"},
+            {**scoring, "refresh": FULL},
             seed,
             pacing,
             budget,

@@ -27,11 +27,11 @@ from kedro.pipeline import Node, Pipeline
 from p3_pruning.pipelines.common import SUMMARY_TAG, bind
 from p3_pruning import methods
 from p3_pruning.namespaces import round_namespace
+from p3_pruning.refresh import FULL, INCREMENTAL, REFRESH
 
 from . import nodes
 
 BASE = "base"  # the untuned model: its round-1 scoring and its final evaluation
-REFRESH = ("full", "incremental")  # scoring.refresh: it shapes the DAG (round_pipeline)
 GLOBAL_INPUTS = {"train_pool", "eval_set"}
 PARAMETERS = {
     "params:model",
@@ -236,7 +236,7 @@ def round_pipeline(
     shared_first_scores: bool = False,
     name: str | None = None,
     blocks: dict[str, str] | None = None,
-    refresh: str = "full",
+    refresh: str = FULL,
 ) -> Pipeline:
     """The round template for ``method``'s round ``round_index`` (0-based) of ``rounds``.
 
@@ -256,7 +256,7 @@ def round_pipeline(
     name = name or method
     blocks = blocks or {}
     regime = traits.scoring
-    incremental = refresh == "incremental" and regime == "rescore"
+    incremental = refresh == INCREMENTAL and regime == "rescore"
     first = round_index == 0
     steps: list[Node] = []
     mapping: dict[str, str] = {}
@@ -316,7 +316,7 @@ def create_pipeline(
     shared_first_scores: bool = False,
     name: str | None = None,
     blocks: dict[str, str] | None = None,
-    refresh: str = "full",
+    refresh: str = FULL,
 ) -> Pipeline:
     """All ``rounds`` rounds of ``method``, chained through their adapters (``shared_first_scores``,
     ``name``, ``blocks``, ``refresh``: as :func:`round_pipeline`)."""

@@ -24,6 +24,7 @@ from p3_pruning.namespaces import round_namespace
 from p3_pruning.pipelines.rounds.pipeline import base_scoring_pipeline
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
 from p3_pruning.methods import get as method_traits
+from p3_pruning.refresh import FULL
 
 from . import nodes
 
@@ -106,13 +107,13 @@ def report_pipeline(arms: list[Arm], rounds: int) -> Pipeline:
     )
 
 
-def arm_refresh(arm: Arm, refresh: str = "full") -> str:
+def arm_refresh(arm: Arm, refresh: str = FULL) -> str:
     """The ``scoring.refresh`` an arm's rounds are built for: its own override, else the run's."""
     return (arm.overrides.get("scoring") or {}).get("refresh") or refresh
 
 
 def create_pipeline(
-    methods, seeds, *, rounds: int, arms: dict | None = None, refresh: str = "full"
+    methods, seeds, *, rounds: int, arms: dict | None = None, refresh: str = FULL
 ) -> Pipeline:
     """``refresh``: the run's ``scoring.refresh`` (an arm's ``scoring`` override may set its own)."""
     all_arms = study_arms(list(methods), [int(s) for s in seeds], arms)
