@@ -8,7 +8,9 @@ final evaluation's metrics (`data/08_reporting/<method>/final/metrics.json`), tu
 `p3_pruning.compute.run_compute` (forward 2·P per token; LoRA training 4·P + 6·P_lora). Prints, per
 method: accuracy ± stderr, samples trained, tokens and FLOPs per stage, wall seconds per stage, the
 measured wall time of its pipeline run (model loads and saving included), and the ratios of P3's
-total FLOPs and wall seconds to `full`'s and `random`'s.
+total FLOPs and wall seconds to `full`'s and `random`'s. P3 with `scoring.refresh: incremental`
+(`p3_incremental`) runs as `p3` in a second workspace with the same parameters (the same seeded
+pool and eval set) plus that setting, and is printed beside them with its own ratios.
 
     .venv/bin/python benchmarks/bench_end_to_end.py        # SmolLM2-135M, the default run's sizes
     .venv/bin/python benchmarks/bench_end_to_end.py --model tiny-random --pool 24 --eval 8 \\
@@ -29,6 +31,7 @@ from p3_pruning.compute import SECONDS_KEYS, TOKEN_STAGES, run_compute
 from p3_pruning.workspace import latest_version
 
 METHODS = ("p3", "random", "full")
+INCREMENTAL = "p3_incremental"  # p3 with scoring.refresh: incremental, in its own workspace
 REFERENCES = ("full", "random")
 STAGES = TOKEN_STAGES  # the stages that read tokens
 SECOND_STAGES = tuple(SECONDS_KEYS)
@@ -128,19 +131,27 @@ def format_report(rows: Mapping[str, Mapping], method: str = "p3") -> str:
         out.append(line(f"{stage} tokens", [f"{r[f'{stage}_tokens']:.0f}" for r in rows.values()]))
     for stage in STAGES:
         out.append(line(f"{stage} FLOPs", [f"{r[f'{stage}_flops']:.3e}" for r in rows.values()]))
+    out.append(
+        line(
+            "score reused FLOPs",
+            [f"{r.get('score_reused_flops', 0.0):.3e}" for r in rows.values()],
+        )
+    )
     out.append(line("total FLOPs", [f"{r['total_flops']:.3e}" for r in rows.values()]))
     for stage in SECOND_STAGES:
         out.append(line(f"{stage} s", [f"{r[f'{stage}_seconds']:.1f}" for r in rows.values()]))
     out.append(line("total s (stages)", [f"{r['total_seconds']:.1f}" for r in rows.values()]))
     out.append(line("wall s (pipeline run)", [f"{r['wall_seconds']:.1f}" for r in rows.values()]))
-    refs = [ref for ref in REFERENCES if ref in rows and ref != method]
-    for ref, figures in ratios(rows, method, refs).items():
-        out.append(
-            f"{method}/{ref}: total FLOPs {figures['total_flops']:.3f}×  "
-            f"stage seconds {figures['total_seconds']:.3f}×  "
-            f"wall seconds {figures['wall_seconds']:.3f}×  "
-            f"accuracy {rows[method]['accuracy'] - rows[ref]['accuracy']:+.3f}"
-        )
+    compared = [method] + ([INCREMENTAL] if INCREMENTAL in rows and method != INCREMENTAL else [])
+    for name in compared:
+        refs = [ref for ref in (*REFERENCES, method) if ref in rows and ref != name]
+        for ref, figures in ratios(rows, name, refs).items():
+            out.append(
+                f"{name}/{ref}: total FLOPs {figures['total_flops']:.3f}×  "
+                f"stage seconds {figures['total_seconds']:.3f}×  "
+                f"wall seconds {figures['wall_seconds']:.3f}×  "
+                f"accuracy {rows[name]['accuracy'] - rows[ref]['accuracy']:+.3f}"
+            )
     return "\n".join(out)
 
 
@@ -213,6 +224,20 @@ def main() -> None:
             method, summaries, final, wall_seconds=wall, checkpointing=checkpointing
         )
         print(f"{method}: done in {wall:.1f} s", flush=True)
+
+    # P3 with incremental refresh: the same parameters (so the same seeded pool) in a second
+    # workspace, where the p3 pipeline is built for scoring.refresh: incremental
+    inc_params = {**params, "scoring": {"refresh": "incremental"}}
+    ws_inc = make_workspace(root / INCREMENTAL, inc_params)
+    run_pipeline(ws_inc, "data")
+    start = time.perf_counter()
+    run_pipeline(ws_inc, "compare", namespaces=["p3"])
+    wall = time.perf_counter() - start
+    summaries, final = load_records(ws_inc, "p3", rounds)
+    rows[INCREMENTAL] = method_row(
+        INCREMENTAL, summaries, final, wall_seconds=wall, checkpointing=checkpointing
+    )
+    print(f"{INCREMENTAL}: done in {wall:.1f} s", flush=True)
 
     train_rule = "4·P + 6·P_lora" + (" + 2·(P + P_lora) recomputed" if checkpointing else "")
     print(

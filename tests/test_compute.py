@@ -147,4 +147,14 @@ def test_run_compute_sums_rounds_and_the_final_generation():
     assert total["total_seconds"] == pytest.approx(2 * 7.5 + 3)
     empty = run_compute([], P, L)
     assert set(empty) == set(one) and not any(empty.values())
-    assert set(TOKEN_KEYS) == {"score", "train", "eval", "generation"}
+    assert set(TOKEN_KEYS) == {"score", "score_reused", "train", "eval", "generation"}
+
+
+def test_reused_scoring_is_reported_beside_the_rescored_and_left_out_of_the_total():
+    P, L = 1_000, 10
+    full = round_compute(summary(), P, L)
+    inc = round_compute({**summary(), "score_reused_tokens": 700}, P, L)
+    assert inc["score_reused_tokens"] == 700 and inc["score_reused_flops"] == 2 * P * 700
+    assert full["score_reused_flops"] == 0
+    assert inc["score_flops"] == full["score_flops"]  # the rescored tokens alone are paid
+    assert inc["total_flops"] == full["total_flops"]

@@ -139,7 +139,7 @@ def _library_refusals():
     return [
         ("training.warmup_ratio", 1.0, train(warmup_ratio=1.0)),
         ("training.warmup_ratio", -0.1, train(warmup_ratio=-0.1)),
-        ("training.learning_rate", 0.0, train(learning_rate=0.0)),
+        ("training.learning_rate", -1e-3, train(learning_rate=-1e-3)),  # 0 is a measuring pass
         ("training.epochs", 0, train(epochs=0)),
         ("training.batch_size", 0, train(batch_size=0)),
         ("training.grad_accum", 0, train(grad_accum=0)),

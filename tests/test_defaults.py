@@ -11,7 +11,7 @@ import inspect
 import pytest
 import yaml
 
-from p3_pruning import dpp, evaluation, pacing, scoring, strategies, training
+from p3_pruning import dpp, evaluation, pacing, refresh, scoring, strategies, training
 from p3_pruning.workspace import PROJECT_ROOT
 
 
@@ -48,10 +48,18 @@ def shared(block: dict, fn) -> dict:
             {"learning_rate", "batch_size", "grad_accum", "max_length", "loss_on"},
         ),
         ("generation", evaluation.generate, {"max_new_tokens", "batch_size"}),
+        (
+            "scoring.incremental",
+            refresh.incremental_scores,
+            {"margin", "drift_fraction", "min_drift"},
+        ),
     ],
 )
 def test_library_defaults_equal_the_base_config(conf, block, fn, at_least):
-    pairs = shared(conf[block], fn)
+    section = conf
+    for key in block.split("."):
+        section = section[key]
+    pairs = shared(section, fn)
     assert at_least <= set(pairs), f"{block}: expected to share {at_least}, shares {set(pairs)}"
     differ = {k: v for k, v in pairs.items() if v[0] != v[1]}
     assert not differ, f"{block} (yaml, library) differ: {differ}"

@@ -169,3 +169,31 @@ def test_sft_trainer_trains_on_the_selection(tmp_path):
         assert got == want["sample_id"].tolist()
         rows = sorted(i for e, i in trained if e == epoch)
         assert rows == sorted(pool.index[pool["sample_id"].isin(want["sample_id"])].tolist())
+
+
+@pytest.mark.slow
+def test_incremental_refresh_in_the_callback_reads_the_training_pass_and_rescores_part(tmp_path):
+    model, tok = small_model()
+    pool = generate_default(24, seed=1)
+    dataset = build_features(tok, pool)
+    scoring = {"refresh": "incremental", "incremental": {"margin": 10, "min_drift": 2}}
+    callback = P3Callback(pool, tok, budget=BUDGET, seed=0, scoring=scoring)
+    trainer = p3_trainer(Trainer)(
+        model=model,
+        args=args(tmp_path),
+        train_dataset=[{k: f[k] for k in ("input_ids", "labels")} for f in dataset],
+        data_collator=PadCollator(tok.pad_token_id),
+        callbacks=[callback],
+    )
+    trainer.train()
+    assert "refresh" not in callback.history[0]  # the first epoch scores the whole pool
+    for epoch in (1, 2):
+        got = callback.history[epoch]
+        info, scores = got["refresh"], got["scores"]
+        assert 0 < info["score_rescored"] < len(pool)
+        # the last epoch's selection was measured on its training steps, not rescored
+        last = set(callback.history[epoch - 1]["selection"]["sample_id"])
+        from_training = set(scores.loc[scores["measured"] == "train_pass", "sample_id"])
+        assert from_training and from_training <= last
+        assert info["score_train_pass"] == len(from_training)
+        assert len(got["indices"]) == BUDGET

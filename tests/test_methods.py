@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "p3_pruning"
 OTHER_MEANINGS = {
     ("cli.py", "p3"),  # the `kedro p3` command group
     ("training.py", "random"),  # transformers' train_sampling_strategy value
+    ("refresh.py", "full"),  # scoring.refresh: full (rescore the whole pool), named once there
 }
 
 

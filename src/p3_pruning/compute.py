@@ -29,6 +29,11 @@ once). ``matmul`` leaves out an input embedding table that is not shared with th
 lookup, no multiply); pass it as ``params`` for the closest estimate. For tied models (SmolLM2)
 ``matmul == params``: the head's multiply uses the shared table.
 
+Scoring, rescored and reused (``scoring.refresh: incremental``): ``score`` counts the tokens the
+round's scorer read (the rescored samples); ``score_reused`` the tokens of the samples whose value
+was reused (from the training pass or an earlier scoring), i.e. what a full rescoring would have
+paid on top. Reused FLOPs are reported beside the others and never added to ``total_flops``.
+
 Tokens: everything the model reads, prompt included (not only the tokens a loss is taken on).
 :func:`round_compute` turns a round's summary record (the keys in ``TOKEN_KEYS``) into FLOPs.
 """
@@ -50,12 +55,14 @@ STAGES = ("score", "train", "train_full", "eval", "generation")  # stage_flops r
 # out (target tokens only): used, with a warning, when the exact keys are missing.
 TOKEN_KEYS = {
     "score": ("score_tokens",),
+    "score_reused": ("score_reused_tokens",),  # not read: what a full rescoring would add
     "train": ("train_n_input_tokens",),
     "eval": ("eval_n_input_tokens", "eval_score_tokens"),
     "generation": ("generation_prompt_tokens", "generation_new_tokens"),
 }
 FALLBACK_KEYS = {"train": ("train_n_tokens",), "eval": ("eval_n_tokens",)}
-TOKEN_STAGES = tuple(TOKEN_KEYS)  # the stages of a run that read tokens, in run order
+REUSED = "score_reused"  # an incremental refresh's reused scores: reported, never in the totals
+TOKEN_STAGES = tuple(s for s in TOKEN_KEYS if s != REUSED)  # stages that read tokens, in run order
 SECONDS_KEYS = {
     "score": "score_seconds",
     "threshold": "threshold_seconds",
@@ -162,12 +169,13 @@ def round_compute(
     (``generation_*``). params / trainable: P and P_lora (``count_parameters``: ``matmul`` and
     ``trainable``). Returns ``{score,train,eval,generation}_tokens``, the same ``_flops``,
     ``total_flops``, the same ``_seconds`` plus ``threshold_seconds``, ``select_seconds`` and
-    ``total_seconds``. A stage absent from the record counts 0.
+    ``total_seconds``. A stage absent from the record counts 0. ``score_reused_tokens`` /
+    ``_flops``: the scoring an incremental refresh did not pay (not in ``total_flops``).
     """
     out: dict[str, float] = {}
     train_stage = "train_full" if full_finetune else "train"
-    for stage in TOKEN_STAGES:
-        flop_stage = train_stage if stage == "train" else stage
+    for stage in TOKEN_KEYS:
+        flop_stage = {"train": train_stage, REUSED: "score"}.get(stage, stage)
         tokens = stage_tokens(info, stage)
         out[f"{stage}_tokens"] = tokens
         out[f"{stage}_flops"] = stage_flops(
@@ -177,7 +185,7 @@ def round_compute(
             trainable if flop_stage.startswith("train") else 0,
             checkpointing=checkpointing,
         )
-    out["total_flops"] = sum(out[f"{s}_flops"] for s in ("score", "train", "eval", "generation"))
+    out["total_flops"] = sum(out[f"{s}_flops"] for s in TOKEN_STAGES)
     for stage, key in SECONDS_KEYS.items():
         out[f"{stage}_seconds"] = _number(info.get(key)) or 0.0
     out["total_seconds"] = sum(out[f"{s}_seconds"] for s in SECONDS_KEYS)

@@ -32,7 +32,7 @@ from pydantic import (
     field_validator,
 )
 
-from p3_pruning import dpp, methods, pacing, scoring, segment
+from p3_pruning import dpp, methods, pacing, refresh, scoring, segment
 from p3_pruning.data import SOURCES
 from p3_pruning.data.readers import looks_like_hub_id
 from p3_pruning.methods import METHODS
@@ -250,6 +250,14 @@ class RayParams(Block):
     object_store_memory: PositiveInt | None = None
 
 
+class IncrementalParams(Block):
+    """``scoring.incremental``: the rescoring rule of ``refresh: incremental`` (p3_pruning.refresh)."""
+
+    margin: Annotated[Number, Field(ge=0, le=100)] | None = None
+    drift_fraction: Annotated[Number, Field(ge=0, le=1)] | None = None
+    min_drift: NonNegativeInt | None = None
+
+
 class ScoringParams(Block):
     segmenter: str | None = None
     pattern: str | None = Field(default=None, validate_default=True)
@@ -265,8 +273,16 @@ class ScoringParams(Block):
     progress: StrictBool | None = None
     # score only a seeded random subset of the pool each round: a count, or a fraction in (0, 1]
     candidates: PositiveInt | Fraction01 | None = None
+    # full (the paper) | incremental (p3_pruning.refresh); shapes the DAG: set in a config file
+    refresh: str | None = None
+    incremental: IncrementalParams | None = None
     backend: Literal["local", "ray"] | None = None
     ray: RayParams | None = None
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh(cls, value):
+        return value if value is None else _one_of(value, refresh.REFRESH, "refresh")
 
     @field_validator("segmenter")
     @classmethod

@@ -18,6 +18,11 @@ a warning says so. With mixed precision (e.g. SFTConfig's default ``bf16``) the 
 through the trainer's autocast forward. Why this works: the trainer calls ``on_epoch_begin`` before it iterates the
 dataloader, and iterating calls the sampler's ``__iter__`` afresh. Methods that never score
 (``random``, ``full``) skip scoring; ``static`` and ``curriculum`` score once, at the first epoch.
+
+``scoring={"refresh": "incremental"}`` (``p3_pruning.refresh``): from the second epoch a rescoring
+method rescores only the samples near the threshold, a seeded drift sample and the never-scored;
+the samples the last epoch trained on keep the difficulty read off their training step (the
+trainer from :func:`p3_trainer` hands its logits to the callback; ``p3_pruning.train_scores``).
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import pandas as pd
 import torch
 from transformers import TrainerCallback
 
-from p3_pruning import methods, strategies
+from p3_pruning import methods, pacing, strategies
+from p3_pruning.refresh import FULL, INCREMENTAL, REFRESH, incremental_scores
 from p3_pruning.scoring import score_samples
+from p3_pruning.train_scores import TrainPassRecorder, measuring_trainer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,8 @@ class SelectionSampler(torch.utils.data.Sampler):
         self.length, self.seed = int(length), int(seed)
         self.indices = np.arange(0)
         self.epoch = 0
+        self.order: list[int] = []  # this epoch's indices in the order yielded
+        self.cursor = 0
 
     def set_selection(self, indices, epoch: int) -> None:
         self.indices, self.epoch = np.asarray(indices, dtype=np.int64), int(epoch)
@@ -57,7 +66,15 @@ class SelectionSampler(torch.utils.data.Sampler):
 
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.indices))
-        return iter(self.indices[order].tolist())
+        self.order, self.cursor = self.indices[order].tolist(), 0
+        return iter(self.order)
+
+    def take(self, n: int) -> list[int]:
+        """The next ``n`` indices of this epoch's order: the rows of the batch being trained on
+        (one process; batches are consumed in the order the sampler yields them)."""
+        rows = self.order[self.cursor : self.cursor + n]
+        self.cursor += n
+        return rows
 
 
 class P3Callback(TrainerCallback):
@@ -71,12 +88,14 @@ class P3Callback(TrainerCallback):
         budget: samples per epoch, an int or a fraction of the pool.
         rounds: epochs of the pacing schedule; None → the trainer's ``num_train_epochs``.
         seed: selection and shuffle seed.
-        scoring: options of ``score_samples`` (``segmenter``, ``max_length``, ``system`` …).
+        scoring: options of ``score_samples`` (``segmenter``, ``max_length``, ``system`` …), plus
+            ``refresh`` (``full``, the default, or ``incremental``) and ``incremental`` (the rule's
+            ``margin``, ``drift_fraction``, ``min_drift``).
         options: options of ``strategies.select`` (``start``, ``end``, ``schedule``, ``ridge`` …).
 
     ``history``: one dict per epoch with ``epoch`` (0-based), ``scores`` (None when not scored
-    this epoch), ``selection`` (the ``strategies.select`` table) and ``indices`` (pool rows, pick
-    order).
+    this epoch), ``selection`` (the ``strategies.select`` table), ``indices`` (pool rows, pick
+    order) and, with incremental refresh, ``refresh`` (what was rescored and why).
     """
 
     def __init__(
@@ -98,6 +117,16 @@ class P3Callback(TrainerCallback):
         self.tokenizer, self.method, self.budget = tokenizer, method, budget
         self.rounds, self.seed = rounds, int(seed)
         self.scoring = {"progress": False, **(scoring or {})}
+        self.refresh = self.scoring.pop("refresh", None) or FULL
+        self.incremental = dict(self.scoring.pop("incremental", None) or {})
+        if self.refresh not in REFRESH:
+            raise ValueError(f"scoring.refresh must be one of {REFRESH}, got {self.refresh!r}")
+        self.recorder = None  # the training pass's measurements (incremental refresh)
+        if self.refresh == INCREMENTAL and traits.scoring == "rescore":
+            keys = ("segmenter", "pattern", "system", "max_length")
+            self.recorder = TrainPassRecorder(
+                self.pool, tokenizer, **{k: self.scoring[k] for k in keys if k in self.scoring}
+            )
         self.options = dict(options or {})
         k = (
             len(self.pool)
@@ -117,8 +146,11 @@ class P3Callback(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
         epoch, regime = self._epoch, methods.get(self.method).scoring
-        scores = None
-        if regime == "rescore" or (regime == "once" and self._scored is None):
+        scores, refresh = None, None
+        if self.recorder is not None and self._scored is not None:
+            scores, embeddings, refresh = self._refresh(model, epoch)
+            self._scored = (scores, embeddings)
+        elif regime == "rescore" or (regime == "once" and self._scored is None):
             scores, embeddings = score_samples(model, self.tokenizer, self.pool, **self.scoring)
             self._scored = (scores, embeddings)
         elif regime == "never":
@@ -147,14 +179,58 @@ class P3Callback(TrainerCallback):
         self.history.append(
             {"epoch": epoch, "scores": scores, "selection": selection, "indices": indices}
         )
+        if refresh is not None:
+            self.history[-1]["refresh"] = refresh
         self._epoch += 1
+
+    def _refresh(self, model, epoch: int):
+        """This epoch's scores by incremental refresh from the last epoch's scores and the
+        training pass's values (read, then cleared, from the recorder)."""
+        trained = self.recorder.table()
+        self.recorder.measured.clear()
+        opts = {**strategies.OPTION_DEFAULTS, **self.options}
+        keys = ("start", "end", "schedule", "power")
+        percent = pacing.percentile(
+            epoch, self.rounds, **{k: opts[k] for k in keys if opts.get(k) is not None}
+        )
+
+        def score_rows(rows):
+            return score_samples(model, self.tokenizer, self.pool.iloc[rows], **self.scoring)
+
+        return incremental_scores(
+            self._scored[0],
+            self._scored[1],
+            trained,
+            score_rows,
+            percentile=percent,
+            round_index=epoch,
+            seed=self.seed,
+            **self.incremental,
+        )
 
 
 def p3_trainer(trainer_cls: type) -> type:
     """A subclass of ``trainer_cls`` (``Trainer``, ``SFTTrainer`` …) whose train sampler is the
     :class:`P3Callback`'s, which must be among its callbacks."""
 
-    class P3Trainer(trainer_cls):
+    class P3Trainer(measuring_trainer(trainer_cls)):
+        def _p3_callback(self) -> P3Callback | None:
+            for callback in self.callback_handler.callbacks:
+                if isinstance(callback, P3Callback):
+                    return callback
+            return None
+
+        @property
+        def train_pass(self):  # the callback's recorder: set under incremental refresh
+            callback = self._p3_callback()
+            return callback.recorder if callback is not None else None
+
+        def batch_rows(self, inputs):
+            callback = self._p3_callback()
+            if callback is None or callback.recorder is None:
+                return None
+            return callback.sampler.take(int(inputs["input_ids"].shape[0]))
+
         def _get_train_sampler(self, *args, **kwargs):
             for callback in self.callback_handler.callbacks:
                 if isinstance(callback, P3Callback):

@@ -12,6 +12,7 @@ from kedro.pipeline import Pipeline
 
 from p3_pruning.methods import METHODS, P3
 from p3_pruning.pipelines import compare, data, evaluate, export, rounds, study, sweep
+from p3_pruning.refresh import FULL
 
 
 def configured_parameters(conf_source: str | Path | None = None) -> dict:
@@ -42,19 +43,26 @@ def register_pipelines() -> dict[str, Pipeline]:
     skips it when its outputs exist."""
     params = configured_parameters()  # read once: rounds, study, sweep and export shape the DAG
     n_rounds = int(params["rounds"])
+    refresh = (params.get("scoring") or {}).get("refresh") or FULL  # shapes the score steps
     data_pipeline = data.create_pipeline()
     pipelines: dict[str, Pipeline] = {"data": data_pipeline}
     for method in METHODS:
-        pipelines[method] = data_pipeline + rounds.create_pipeline(method=method, rounds=n_rounds)
+        pipelines[method] = data_pipeline + rounds.create_pipeline(
+            method=method, rounds=n_rounds, refresh=refresh
+        )
     pipelines["evaluate"] = evaluate.create_pipeline(methods=(P3,), rounds=n_rounds)
-    pipelines["compare"] = data_pipeline + compare.create_pipeline(rounds=n_rounds)
+    pipelines["compare"] = data_pipeline + compare.create_pipeline(rounds=n_rounds, refresh=refresh)
     # the rounds' selections of export.methods, joined back to the original records
     exported = (params.get("export") or {}).get("methods") or [P3]
     pipelines["export"] = export.create_pipeline(methods=exported, rounds=n_rounds)
     plan = params.get("study") or {}
     if plan:
         pipelines["study"] = data_pipeline + study.create_pipeline(
-            plan.get("methods") or [], plan["seeds"], rounds=n_rounds, arms=plan.get("arms")
+            plan.get("methods") or [],
+            plan["seeds"],
+            rounds=n_rounds,
+            arms=plan.get("arms"),
+            refresh=refresh,
         )
     where = params.get("sweep") or {}
     if where:

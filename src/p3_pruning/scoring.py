@@ -232,42 +232,68 @@ def token_logprobs(
     return out
 
 
+def action_probs(
+    source: torch.Tensor,
+    ids: torch.Tensor,
+    spans: Sequence[Sequence[tuple[int, int]]],
+    head=None,
+    *,
+    chunk_tokens: int = CHUNK_TOKENS,
+    vocab_chunk: int | None = None,
+) -> list[list[float]]:
+    """p_k of every action of every row from one teacher-forced pass: ``spans[b]`` are row b's
+    action token ranges ``[start, end)`` in ``ids`` (B, T); ``source`` as in
+    :func:`token_logprobs`. The scorer and the training-pass measurement
+    (``p3_pruning.train_scores``) both call this, so both apply the same token → action rule."""
+    B, T = ids.shape
+    dev = ids.device
+    scored = np.zeros((B, T), dtype=bool)
+    for b, row in enumerate(spans):
+        for s, e in row:
+            scored[b, s:e] = True
+    b_np, t_np = np.nonzero(scored)
+    b_idx, t_idx = torch.from_numpy(b_np).to(dev), torch.from_numpy(t_np).to(dev)
+    # logits at position t − 1 predict token t
+    logp = token_logprobs(
+        source,
+        b_idx,
+        t_idx - 1,
+        ids[b_idx, t_idx],
+        head,
+        chunk_tokens=chunk_tokens,
+        vocab_chunk=vocab_chunk,
+    )
+    # per-action means from prefix sums over the (B, T + 1) grid of token log-probs
+    grid = torch.zeros((B, T + 1), dtype=torch.float64, device=dev)
+    grid[b_idx, t_idx + 1] = logp.double()
+    csum = grid.cumsum(1).cpu().numpy()
+    return [
+        [float(np.exp((csum[b, e] - csum[b, s]) / (e - s))) for s, e in row]
+        for b, row in enumerate(spans)
+    ]
+
+
 def _score_batch(policy: _Policy, items: list[Encoded], pad_id: int, opts: dict):
     """Action probabilities (list per item) and embeddings (B, d) float32 for one padded batch."""
     dev = policy.device
     B, T = len(items), max(len(it.input_ids) for it in items)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     mask = torch.zeros((B, T), dtype=torch.long)
-    scored = np.zeros((B, T), dtype=bool)
     for b, it in enumerate(items):
         ids[b, : len(it.input_ids)] = torch.tensor(it.input_ids)
         mask[b, : len(it.input_ids)] = 1
-        for s, e in it.action_spans:
-            scored[b, s:e] = True
     ids, mask = ids.to(dev), mask.to(dev)
-    b_np, t_np = np.nonzero(scored)
-    b_idx, t_idx = torch.from_numpy(b_np).to(dev), torch.from_numpy(t_np).to(dev)
 
     with policy.autocast():
         hidden, source, head = policy.forward(ids, mask)
-        # logits at position t − 1 predict token t
-        logp = token_logprobs(
+        probs = action_probs(
             source,
-            b_idx,
-            t_idx - 1,
-            ids[b_idx, t_idx],
+            ids,
+            [it.action_spans for it in items],
             head,
             chunk_tokens=opts["chunk_tokens"],
             vocab_chunk=opts["vocab_chunk"],
         )
-        # per-action means from prefix sums over the (B, T + 1) grid of token log-probs
-        grid = torch.zeros((B, T + 1), dtype=torch.float64, device=dev)
-        grid[b_idx, t_idx + 1] = logp.double()
-        csum = grid.cumsum(1).cpu().numpy()
-        probs = [
-            [float(np.exp((csum[b, e] - csum[b, s]) / (e - s))) for s, e in it.action_spans]
-            for b, it in enumerate(items)
-        ]
         emb = _embed(policy, items, hidden, source, head, ids, opts)
     return probs, emb
 

@@ -150,11 +150,7 @@ def build_features(
     if max_length < 2:
         raise ValueError(f"max_length must be ≥ 2, got {max_length}")
     _check_samples(samples)
-    ids = (
-        samples["sample_id"]
-        if "sample_id" in samples.columns
-        else pd.Series(samples.index.astype(str))
-    )
+    ids = _sample_ids(samples)
     conversations = samples["messages"] if "messages" in samples.columns else [None] * len(samples)
     features = []
     for sample_id, prompt, response, messages in zip(
@@ -190,15 +186,21 @@ def n_target_tokens(feature: dict) -> int:
 
 
 class _Features(torch.utils.data.Dataset):
-    def __init__(self, features: Sequence[dict]):
+    """``rows``: each item also carries its position (``row``), for the training-pass measurement."""
+
+    def __init__(self, features: Sequence[dict], rows: bool = False):
         self.features = list(features)
+        self.rows = rows
 
     def __len__(self):
         return len(self.features)
 
     def __getitem__(self, i):
         f = self.features[i]
-        return {"input_ids": f["input_ids"], "labels": f["labels"]}
+        item = {"input_ids": f["input_ids"], "labels": f["labels"]}
+        if self.rows:
+            item["row"] = i
+        return item
 
 
 @dataclasses.dataclass
@@ -221,7 +223,10 @@ class PadCollator:
             input_ids[i, :n] = torch.as_tensor(b["input_ids"])
             labels[i, :n] = torch.as_tensor(b["labels"])
             attention[i, :n] = 1
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+        out = {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+        if "row" in batch[0]:  # dataset positions, read by the training-pass measurement
+            out["row"] = torch.tensor([b["row"] for b in batch], dtype=torch.long)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -404,6 +409,7 @@ def train_round(
     progress: bool = True,
     divergence_factor: float | None = DIVERGENCE_FACTOR,
     label: str | None = None,
+    measure: dict | None = None,
 ) -> tuple[LoraAdapter, dict]:
     """Train LoRA for ``epochs`` pass(es) over ``samples`` with the HF ``Trainer``; return ``(adapter, metrics)``.
 
@@ -419,6 +425,12 @@ def train_round(
     metrics: ``train_loss`` (mean), ``loss_curve`` (loss per optimizer step), ``n_samples``, ``n_tokens``
     (target tokens trained on, all epochs), ``n_truncated``, ``n_skipped`` (no target token left after
     truncation), ``steps``, ``seconds``.
+
+    measure: the scorer's options (``segmenter``, ``pattern``, ``max_length``; a dict, ``{}`` for
+    the defaults) to read every trained sample's action probabilities and difficulty off the
+    training forward pass (``p3_pruning.train_scores``: no extra forward; dropout and in-epoch
+    updates explained there). ``metrics["train_scores"]`` is then that table (a DataFrame, one
+    row per trained sample). ``learning_rate`` 0 trains nothing and only measures.
     """
     _check_training_args(
         model,
@@ -432,10 +444,18 @@ def train_round(
     kept, n_truncated, n_skipped = _trainable_features(
         tokenizer, samples, max_length=max_length, loss_on=loss_on, system=system
     )
+    recorder = None
+    if measure is not None:
+        from p3_pruning.train_scores import TrainPassRecorder
+
+        position = {str(sid): i for i, sid in enumerate(_sample_ids(samples))}
+        rows = samples.iloc[[position[f["sample_id"]] for f in kept]]
+        recorder = TrainPassRecorder(rows, tokenizer, system=system, **measure)
     run, trained = _train_adapter(
         model,
         tokenizer,
         kept,
+        train_pass=recorder,
         adapter=adapter,
         lora=lora,
         qlora=qlora,
@@ -456,7 +476,7 @@ def train_round(
         data_seed=seed,
     )
     _check_finite(trained, label)
-    return trained, _train_metrics(
+    metrics = _train_metrics(
         run,
         trained,
         kept,
@@ -465,6 +485,16 @@ def train_round(
         n_skipped=n_skipped,
         learning_rate=learning_rate,
     )
+    if recorder is not None:
+        metrics["train_scores"] = recorder.table()
+    return trained, metrics
+
+
+def _sample_ids(samples: pd.DataFrame) -> pd.Series:
+    """The ids ``build_features`` gives the rows: ``sample_id``, else the index as text."""
+    if "sample_id" in samples.columns:
+        return samples["sample_id"]
+    return pd.Series(samples.index.astype(str))
 
 
 def _check_training_args(
@@ -485,8 +515,8 @@ def _check_training_args(
             raise ValueError(f"{name} must be ≥ {low}, got {value}")
     if not 0.0 <= warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if not learning_rate >= 0:  # 0: a measuring pass (train_scores) that changes nothing
+        raise ValueError(f"learning_rate must be ≥ 0, got {learning_rate}")
     if divergence_factor is not None and not divergence_factor > 1.0:
         raise ValueError(f"divergence_factor must be > 1 (or None: off), got {divergence_factor}")
 
@@ -566,7 +596,18 @@ class _Run:
 
 
 def _train_adapter(
-    model, tokenizer, kept, *, adapter, lora, qlora, output_dir, progress, guard, **trainer_options
+    model,
+    tokenizer,
+    kept,
+    *,
+    adapter,
+    lora,
+    qlora,
+    output_dir,
+    progress,
+    guard,
+    train_pass=None,
+    **trainer_options,
 ) -> tuple[_Run, LoraAdapter]:
     """Fit the LoRA (``adapter`` continued, else a fresh one from ``lora``) on ``kept`` and take it
     off the caller's base model again; ``trainer_options`` are ``TrainingArguments`` fields."""
@@ -588,6 +629,7 @@ def _train_adapter(
                 use_cuda=use_cuda,
                 progress=progress,
                 guard=guard,
+                train_pass=train_pass,
                 **trainer_options,
             )
             trained = LoraAdapter.from_peft(peft_model)
@@ -603,9 +645,20 @@ def _train_adapter(
 
 
 def _fit(
-    peft_model, tokenizer, features, *, output_dir, use_cuda, progress, guard, **options
+    peft_model,
+    tokenizer,
+    features,
+    *,
+    output_dir,
+    use_cuda,
+    progress,
+    guard,
+    train_pass=None,
+    **options,
 ) -> _Run:
-    """One ``Trainer.train()`` over ``features``; ``options`` are ``TrainingArguments`` fields."""
+    """One ``Trainer.train()`` over ``features``; ``options`` are ``TrainingArguments`` fields.
+    ``train_pass``: a ``train_scores.TrainPassRecorder`` over ``features``' rows, fed by the
+    training forward passes."""
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -625,10 +678,15 @@ def _fit(
         dataloader_num_workers=0,
     )
     loss_log = _trainer_callbacks(progress)
-    trainer = Trainer(
+    trainer_cls = Trainer
+    if train_pass is not None:
+        from p3_pruning.train_scores import measuring_trainer
+
+        trainer_cls = measuring_trainer(Trainer)
+    trainer = trainer_cls(
         model=peft_model,
         args=args,
-        train_dataset=_Features(features),
+        train_dataset=_Features(features, rows=train_pass is not None),
         data_collator=PadCollator(
             tokenizer.pad_token_id, pad_to_multiple_of=8 if use_cuda else None
         ),
@@ -636,6 +694,8 @@ def _fit(
     )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
+    if train_pass is not None:
+        trainer.train_pass = train_pass
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ from p3_pruning.namespaces import FINAL, final_namespace, report_key, round_name
 from p3_pruning.pipelines.common import REPORT_TAG
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
+from p3_pruning.refresh import FULL
 
 from . import nodes
 
@@ -33,8 +34,8 @@ def report_pipeline(methods, rounds: int) -> Pipeline:
     )
 
 
-def create_pipeline(methods=METHODS, *, rounds: int, **kwargs) -> Pipeline:
-    parts = [rounds_pipeline(m, rounds) for m in methods]
+def create_pipeline(methods=METHODS, *, rounds: int, refresh: str = FULL, **kwargs) -> Pipeline:
+    parts = [rounds_pipeline(m, rounds, refresh=refresh) for m in methods]
     parts += [final_pipeline(m, rounds) for m in (*methods, BASE)]
     parts.append(report_pipeline(methods, rounds))
     return sum(parts, Pipeline([]))

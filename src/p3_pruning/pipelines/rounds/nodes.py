@@ -9,14 +9,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from p3_pruning import pacing as pacing_rules
 from p3_pruning import strategies
 from p3_pruning.adapters import LoraAdapter
 from p3_pruning.audit import selection_audit, with_origin
-from p3_pruning.compute import count_parameters
+from p3_pruning.compute import count_parameters, stage_flops, stage_tokens
 from p3_pruning.evaluation import cheap_eval
 from p3_pruning.models import load_model, policy_model
+from p3_pruning.refresh import FULL, incremental_scores, score_until_admitted
 from p3_pruning.scoring import score_samples
 from p3_pruning.stats import difficulty_level_spearman
+from p3_pruning.train_scores import empty_train_scores
 from p3_pruning.training import train_round
 
 plt.switch_backend("Agg")  # plots are written to files; no display
@@ -24,8 +27,67 @@ log = logging.getLogger(__name__)
 
 
 # keys of the scoring block that the node handles itself (the rest go to score_samples)
-NODE_SCORING_KEYS = ("candidates", "backend", "ray")
+NODE_SCORING_KEYS = ("candidates", "backend", "ray", "refresh", "incremental")
 NOT_CANDIDATE = "not_candidate"  # status of pool rows left out by scoring.candidates
+
+
+class _Scorer:
+    """``scorer(rows) -> (scores, embeddings)``: those pool rows scored with the round's policy
+    (loaded once; on Ray a call per block of rows), seconds summed in ``seconds``."""
+
+    def __init__(self, pool, model_params, scoring, adapter):
+        self.pool, self.model_params, self.scoring, self.adapter = (
+            pool,
+            model_params,
+            scoring,
+            adapter,
+        )
+        self.options = {k: v for k, v in scoring.items() if k not in NODE_SCORING_KEYS}
+        self.policy = None
+        self.seconds = 0.0
+
+    def __call__(self, rows: np.ndarray):
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.scoring["backend"] == "ray":  # one merged replica per Ray worker
+            from p3_pruning.distributed.ray_engine import score_on_ray
+
+            start = time.perf_counter()  # the workers' start-up and model loads count: Ray's cost
+            out = score_on_ray(
+                self.model_params,
+                self.adapter,
+                self.pool.iloc[rows],
+                ray=self.scoring["ray"],
+                **self.options,
+            )
+        else:
+            if self.policy is None:
+                self.policy = policy_model(self.model_params, self.adapter, merge=True)
+            start = time.perf_counter()
+            out = score_samples(*self.policy, self.pool.iloc[rows], **self.options)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def _round_percentile(pacing: dict, round_index: int, rounds: int) -> float:
+    """P_e of the pacing block for this round (the threshold node's percentile)."""
+    keys = ("start", "end", "schedule", "power")
+    return pacing_rules.percentile(
+        round_index, rounds, **{k: pacing[k] for k in keys if pacing.get(k) is not None}
+    )
+
+
+def _score_info(scores: pd.DataFrame, pool: pd.DataFrame, seconds: float, tokens: int) -> dict:
+    status = scores["status"].value_counts().to_dict()
+    return {
+        "score_seconds": seconds,
+        "score_tokens": int(tokens),
+        "score_tokens_per_s": float(tokens / max(seconds, 1e-9)),
+        "score_failed": int((~scores["status"].isin(["ok", NOT_CANDIDATE])).sum()),
+        "score_truncated": int(scores["truncated"].sum()),
+        "score_status": {str(k): int(v) for k, v in status.items()},
+        # does policy difficulty track the source's own difficulty label? (NaN without levels)
+        "score_level_spearman": difficulty_level_spearman(scores, pool),
+    }
 
 
 def score(
@@ -33,46 +95,104 @@ def score(
     model_params: dict,
     scoring: dict,
     seed: int,
+    pacing: dict | None = None,
+    budget: float | int | None = None,
     adapter: LoraAdapter | None = None,
     *,
     round_index: int,
+    rounds: int | None = None,
 ):
     """Score the pool with the current policy: difficulty per sample + embeddings.
 
     With ``scoring.candidates`` (a count, or a fraction of the pool) only a seeded random subset is
     scored each round; the other rows get difficulty +inf and status ``not_candidate``, so they are
-    never eligible and the threshold's percentile is taken on the scored candidates.
+    never eligible and the threshold's percentile is taken on the scored candidates. Given the
+    ``pacing`` block, the ``budget`` and ``rounds``, candidates keep the budget: while the round's
+    percentile admits fewer than k of the scored candidates, more are scored in a seeded order
+    (``refresh.score_until_admitted``).
     """
-    options = {k: v for k, v in scoring.items() if k not in NODE_SCORING_KEYS}
+    if round_index > 0 and scoring.get("refresh", FULL) != FULL:
+        raise ValueError(
+            "scoring.refresh: incremental shapes the pipeline (the score step reads the last "
+            "round's scores): set it in a config file, not with --params"
+        )
+    scorer = _Scorer(pool, model_params, scoring, adapter)
     chosen = candidate_rows(
         len(pool), scoring.get("candidates"), seed=seed, round_index=round_index
     )
-    if scoring["backend"] == "ray":  # one merged replica per Ray worker, same scorer per block
-        from p3_pruning.distributed.ray_engine import score_on_ray
-
-        start = time.perf_counter()  # the workers' start-up and model loads count: Ray's cost
-        scores, embeddings = score_on_ray(
-            model_params, adapter, pool.iloc[chosen], ray=scoring["ray"], **options
+    extensions = 0
+    if len(chosen) < len(pool) and pacing is not None and budget is not None and rounds:
+        chosen, scores, embeddings, extensions = score_until_admitted(
+            len(pool),
+            chosen,
+            scorer,
+            percentile=_round_percentile(pacing, round_index, rounds),
+            k=strategies.resolve_budget(budget, len(pool)),
+            seed=seed,
+            round_index=round_index,
         )
     else:
-        model, tokenizer = policy_model(model_params, adapter, merge=True)
-        start = time.perf_counter()
-        scores, embeddings = score_samples(model, tokenizer, pool.iloc[chosen], **options)
-    seconds = time.perf_counter() - start
+        scores, embeddings = scorer(chosen)
     if len(chosen) < len(pool):
         scores, embeddings = _widen(scores, embeddings, pool, chosen)
     scores.insert(1, "round", round_index + 1)
-    status = scores["status"].value_counts().to_dict()
     info = {
-        "score_seconds": seconds,
         "score_candidates": len(chosen),
-        "score_tokens": int(scores["n_tokens"].sum()),
-        "score_tokens_per_s": float(scores["n_tokens"].sum() / max(seconds, 1e-9)),
-        "score_failed": int((~scores["status"].isin(["ok", NOT_CANDIDATE])).sum()),
-        "score_truncated": int(scores["truncated"].sum()),
-        "score_status": {str(k): int(v) for k, v in status.items()},
-        # does policy difficulty track the source's own difficulty label? (NaN without levels)
-        "score_level_spearman": difficulty_level_spearman(scores, pool),
+        "score_candidate_extensions": extensions,
+        **_score_info(scores, pool, scorer.seconds, int(scores["n_tokens"].sum())),
+    }
+    return scores, embeddings.astype(np.float32, copy=False), info
+
+
+def score_incremental(
+    pool: pd.DataFrame,
+    model_params: dict,
+    scoring: dict,
+    seed: int,
+    pacing: dict,
+    budget: float | int,
+    adapter: LoraAdapter,
+    previous_scores: pd.DataFrame,
+    previous_embeddings: np.ndarray,
+    train_scores: pd.DataFrame,
+    *,
+    round_index: int,
+    rounds: int,
+):
+    """``scoring.refresh: incremental`` (round 2 on): the freshest value each sample has — the last
+    round's training pass for the samples it trained on, the last scoring for the others — with
+    only the samples near the threshold, a seeded drift sample and the never-scored rescored
+    (``p3_pruning.refresh``; docs/method.md). ``refresh: full`` here scores as :func:`score`."""
+    if scoring.get("refresh", FULL) == FULL:
+        return score(
+            pool,
+            model_params,
+            {**scoring, "refresh": FULL},
+            seed,
+            pacing,
+            budget,
+            adapter,
+            round_index=round_index,
+            rounds=rounds,
+        )
+    if list(previous_scores["sample_id"]) != list(pool["sample_id"]):
+        raise ValueError("the last round's scores are not in the train pool's row order")
+    scorer = _Scorer(pool, model_params, scoring, adapter)
+    scores, embeddings, info = incremental_scores(
+        previous_scores,
+        previous_embeddings,
+        train_scores,
+        scorer,
+        percentile=_round_percentile(pacing, round_index, rounds),
+        round_index=round_index,
+        seed=seed,
+        **(scoring.get("incremental") or {}),
+    )
+    scores["round"] = round_index + 1
+    info = {
+        **info,
+        "score_candidates": info["score_rescored"],
+        **_score_info(scores, pool, scorer.seconds, info["score_tokens"]),
     }
     return scores, embeddings.astype(np.float32, copy=False), info
 
@@ -219,6 +339,44 @@ def finetune(
     A diverging run raises ``training.TrainingDiverged`` naming ``method``, round and step, so
     nothing of this round is saved.
     """
+    new_adapter, info, _ = _finetune(
+        pool, chosen, model_params, training, seed, adapter, method=method, round_index=round_index
+    )
+    return new_adapter, info
+
+
+def finetune_measured(
+    pool: pd.DataFrame,
+    chosen: pd.DataFrame,
+    model_params: dict,
+    training: dict,
+    scoring: dict,
+    seed: int,
+    adapter: LoraAdapter | None = None,
+    *,
+    method: str | None = None,
+    round_index: int | None = None,
+):
+    """:func:`finetune`, plus every trained sample's difficulty read off its training step
+    (``train_scores``, the scoring block's segmenter and max_length; ``p3_pruning.train_scores``)
+    for the next round's incremental refresh."""
+    measure = {k: scoring[k] for k in ("segmenter", "pattern", "max_length") if scoring.get(k)}
+    return _finetune(
+        pool,
+        chosen,
+        model_params,
+        training,
+        seed,
+        adapter,
+        measure=measure,
+        method=method,
+        round_index=round_index,
+    )
+
+
+def _finetune(
+    pool, chosen, model_params, training, seed, adapter, *, measure=None, method, round_index
+):
     model, tokenizer = load_model(**model_params)
     missing = set(chosen["sample_id"]) - set(pool["sample_id"])
     if missing:
@@ -231,11 +389,17 @@ def finetune(
         options["label"] = f"{method} round {round_index + 1}"
     if training["launcher"] == "local":
         new_adapter, metrics = train_round(
-            model, tokenizer, batch, adapter=adapter, seed=seed, **options
+            model, tokenizer, batch, adapter=adapter, seed=seed, measure=measure, **options
         )
     else:  # DDP processes under torchrun / accelerate; rank 0 writes the adapter, loaded back here
         from p3_pruning.distributed.launch import train_launched
 
+        if measure is not None:
+            log.warning(
+                "training.launcher %s: the training pass is not measured (train_scores empty); "
+                "the next incremental refresh reuses the last scores of the trained samples",
+                training["launcher"],
+            )
         new_adapter, metrics = train_launched(
             model_params,
             batch,
@@ -246,10 +410,15 @@ def finetune(
             launcher_args=training.get("launcher_args"),
             **options,
         )
+    train_scores = metrics.pop("train_scores", None)
+    if train_scores is None:
+        train_scores = empty_train_scores()
     info = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in metrics.items()}
     counts = count_parameters(model, new_adapter)  # for compute accounting
     info.update(train_params=counts["matmul"], train_lora_params=counts["trainable"])
-    return new_adapter, info
+    if measure is not None:
+        info["train_measured"] = int((train_scores["status"] == "ok").sum())
+    return new_adapter, info, train_scores
 
 
 def evaluate_round(
@@ -367,12 +536,25 @@ def summarize(
         "overlap_prev": overlap(chosen, previous),
         **audit,
     }
+    summary.update(_scoring_flops(summary))
     summary = {k: _plain(v) for k, v in summary.items()}
     threshold = float(threshold_info["threshold"])
     fig = difficulty_histogram(
         scores, chosen, threshold, f"{arm or method} round {round_index + 1}"
     )
     return summary, fig
+
+
+def _scoring_flops(record: dict) -> dict:
+    """Scoring FLOPs of the round split into rescored (paid) and reused (what a full rescoring
+    would have added), from its tokens and the parameter count the finetune step recorded."""
+    if "train_params" not in record or "score_tokens" not in record:
+        return {}
+    params = float(record["train_params"])
+    return {
+        "score_flops": stage_flops("score", stage_tokens(record, "score"), params),
+        "score_reused_flops": stage_flops("score", stage_tokens(record, "score_reused"), params),
+    }
 
 
 def _plain(value):

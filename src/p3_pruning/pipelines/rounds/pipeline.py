@@ -27,6 +27,7 @@ from kedro.pipeline import Node, Pipeline
 from p3_pruning import methods, report_views
 from p3_pruning.namespaces import BASE, round_namespace
 from p3_pruning.pipelines.common import SUMMARY_TAG, VIEW_TAG, bind
+from p3_pruning.refresh import FULL, INCREMENTAL, REFRESH
 
 from . import nodes
 
@@ -43,17 +44,33 @@ PARAMETERS = {
 }
 
 
-def _score_step(round_index: int, seed: int | None) -> Node:
+def _score_step(
+    round_index: int, seed: int | None, rounds: int | None = None, *, incremental: bool = False
+) -> Node:
+    """The score step; with ``rounds`` it also reads the pacing block and the budget (candidates
+    that keep the budget); ``incremental``: the refresh that reads the last round's scores,
+    embeddings and training-pass values (``nodes.score_incremental``)."""
     inputs = {"pool": "train_pool", "model_params": "params:model", "scoring": "params:scoring"}
     bound = {"round_index": round_index}
     if seed is None:
         inputs["seed"] = "params:seed"
     else:
         bound["seed"] = seed
+    if rounds is not None:  # in the order of the node function's arguments
+        inputs.update(pacing="params:pacing", budget="params:budget")
+        bound["rounds"] = rounds
     if round_index > 0:
         inputs["adapter"] = "prev_adapter"
+    func = nodes.score
+    if incremental:
+        inputs.update(
+            previous_scores="prev_scores",
+            previous_embeddings="prev_embeddings",
+            train_scores="prev_train_scores",
+        )
+        func = nodes.score_incremental
     return Node(
-        func=bind(nodes.score, **bound),
+        func=bind(func, **bound),
         inputs=inputs,
         outputs=["scores", "embeddings", "score_info"],
         name="score",
@@ -104,7 +121,11 @@ def _select_step(method: str, round_index: int, rounds: int, seed: int | None) -
     )
 
 
-def _finetune_step(method: str, round_index: int, seed: int | None) -> Node:
+def _finetune_step(
+    method: str, round_index: int, seed: int | None, *, measured: bool = False
+) -> Node:
+    """``measured``: also the training pass's difficulties (``train_scores``), for the next
+    round's incremental refresh."""
     first = round_index == 0
     inputs = {
         "pool": "train_pool",
@@ -113,16 +134,20 @@ def _finetune_step(method: str, round_index: int, seed: int | None) -> Node:
         "training": "params:training",
     }
     bound = {"method": method, "round_index": round_index}  # named in a divergence error
+    outputs = ["adapter", "train_info"]
+    func = nodes.finetune
+    if measured:
+        inputs["scoring"] = "params:scoring"
+        outputs.append("train_scores")
+        func = nodes.finetune_measured
     if seed is None:
         inputs["seed"] = "params:seed"
     else:
         bound["seed"] = seed
-    func = bind(nodes.finetune, **bound)
+    func = bind(func, **bound)
     if not first:
         inputs["adapter"] = "prev_adapter"
-    return Node(
-        func=func, inputs=inputs, outputs=["adapter", "train_info"], name="finetune", tags=["train"]
-    )
+    return Node(func=func, inputs=inputs, outputs=outputs, name="finetune", tags=["train"])
 
 
 def _evaluate_step() -> Node:
@@ -201,16 +226,17 @@ def _view_step(method: str, round_index: int, seed: int | None, name: str) -> No
     )
 
 
-def base_scoring_pipeline(seed: int | None = None) -> Pipeline:
+def base_scoring_pipeline(seed: int | None = None, rounds: int | None = None) -> Pipeline:
     """Round 1's scoring step alone (the base model on the pool), under ``base[.seed_<s>].round_1``:
-    what every scoring method's round 1 computes, for rounds built with ``shared_first_scores``."""
+    what every scoring method's round 1 computes, for rounds built with ``shared_first_scores``.
+    With ``rounds``, candidates keep the budget (the step reads the pacing block and budget)."""
     ns = round_namespace(BASE, 0, seed)
+    step = _score_step(0, seed, rounds)
     return Pipeline(
-        [_score_step(0, seed)],
+        [step],
         namespace=ns,
         inputs={"train_pool"},
-        parameters={"params:model", "params:scoring"}
-        | (set() if seed is not None else {"params:seed"}),
+        parameters={i for i in step.inputs if i.startswith("params:")},
     )
 
 
@@ -232,6 +258,7 @@ def round_pipeline(
     shared_first_scores: bool = False,
     name: str | None = None,
     blocks: dict[str, str] | None = None,
+    refresh: str = FULL,
 ) -> Pipeline:
     """The round template for ``method``'s round ``round_index`` (0-based) of ``rounds``.
 
@@ -241,11 +268,17 @@ def round_pipeline(
     a score step of the method's own. ``name``: the namespace's first part (a study arm; default
     the method). ``blocks``: parameters read from other datasets, ``{"params:budget":
     "random_matched.settings.budget"}`` (a study arm's overrides merged into the run's).
+    ``refresh``: the ``scoring.refresh`` the DAG is built for; ``incremental`` gives a rescoring
+    method's finetune step a ``train_scores`` output and its later score steps the last round's
+    scores, embeddings and train scores as inputs (``full``: the paper's DAG).
     """
+    if refresh not in REFRESH:
+        raise ValueError(f"unknown scoring.refresh {refresh!r}; expected one of {REFRESH}")
     traits = methods.get(method)
     name = name or method
     blocks = blocks or {}
     regime = traits.scoring
+    incremental = refresh == INCREMENTAL and regime == "rescore"
     first = round_index == 0
     steps: list[Node] = []
     mapping: dict[str, str] = {}
@@ -258,7 +291,7 @@ def round_pipeline(
             score_info=f"{first_scores}.score_info",
         )
     elif regime == "rescore" or (regime == "once" and first):
-        steps.append(_score_step(round_index, seed))
+        steps.append(_score_step(round_index, seed, rounds, incremental=incremental and not first))
     elif regime == "once":  # static scores: the base model's, computed once in round 1
         mapping.update(scores=f"{first_scores}.scores", embeddings=f"{first_scores}.embeddings")
     if traits.thresholded:
@@ -266,7 +299,7 @@ def round_pipeline(
             _threshold_step(method, round_index, rounds, regime == "rescore" and not first)
         )
     steps.append(_select_step(method, round_index, rounds, seed))
-    steps.append(_finetune_step(method, round_index, seed))
+    steps.append(_finetune_step(method, round_index, seed, measured=incremental))
     steps.append(_evaluate_step())
     steps.append(
         _summary_step(method, round_index, seed, steps, shared="score_info" in mapping, arm=name)
@@ -277,9 +310,14 @@ def round_pipeline(
     if not first:
         prev = round_namespace(name, round_index - 1, seed)
         mapping.update(prev_adapter=f"{prev}.adapter", prev_selection=f"{prev}.selection")
-        if regime == "rescore" and traits.thresholded:
-            scored_prev = first_scores if round_index == 1 else prev
+        scored_prev = first_scores if round_index == 1 else prev
+        if regime == "rescore" and (traits.thresholded or incremental):
             mapping["prev_scores"] = f"{scored_prev}.scores"
+        if incremental:
+            mapping.update(
+                prev_embeddings=f"{scored_prev}.embeddings",
+                prev_train_scores=f"{prev}.train_scores",
+            )
     used = {dataset for step in steps for dataset in step.inputs}
     return Pipeline(
         steps,
@@ -301,9 +339,10 @@ def create_pipeline(
     shared_first_scores: bool = False,
     name: str | None = None,
     blocks: dict[str, str] | None = None,
+    refresh: str = FULL,
 ) -> Pipeline:
     """All ``rounds`` rounds of ``method``, chained through their adapters (``shared_first_scores``,
-    ``name``, ``blocks``: as :func:`round_pipeline`)."""
+    ``name``, ``blocks``, ``refresh``: as :func:`round_pipeline`)."""
     if rounds < 1:
         raise ValueError(f"rounds must be ≥ 1, got {rounds}")
     return sum(
@@ -316,6 +355,7 @@ def create_pipeline(
                 shared_first_scores=shared_first_scores,
                 name=name,
                 blocks=blocks,
+                refresh=refresh,
             )
             for e in range(rounds)
         ),

@@ -23,6 +23,7 @@ from p3_pruning.pipelines.common import REPORT_TAG, bind
 from p3_pruning.pipelines.evaluate.pipeline import BASE, final_pipeline
 from p3_pruning.pipelines.rounds.pipeline import base_scoring_pipeline
 from p3_pruning.pipelines.rounds.pipeline import create_pipeline as rounds_pipeline
+from p3_pruning.refresh import FULL
 
 from . import nodes
 
@@ -106,7 +107,15 @@ def report_pipeline(arms: list[Arm], rounds: int) -> Pipeline:
     )
 
 
-def create_pipeline(methods, seeds, *, rounds: int, arms: dict | None = None) -> Pipeline:
+def arm_refresh(arm: Arm, refresh: str = FULL) -> str:
+    """The ``scoring.refresh`` an arm's rounds are built for: its own override, else the run's."""
+    return (arm.overrides.get("scoring") or {}).get("refresh") or refresh
+
+
+def create_pipeline(
+    methods, seeds, *, rounds: int, arms: dict | None = None, refresh: str = FULL
+) -> Pipeline:
+    """``refresh``: the run's ``scoring.refresh`` (an arm's ``scoring`` override may set its own)."""
     all_arms = study_arms(list(methods), [int(s) for s in seeds], arms)
     if not all_arms or not seeds:
         raise ValueError("a study needs at least one arm (study.methods or study.arms) and seed")
@@ -119,14 +128,20 @@ def create_pipeline(methods, seeds, *, rounds: int, arms: dict | None = None) ->
             for s in arm.seeds
         }
     )
-    parts += [base_scoring_pipeline(s) for s in shared_seeds]  # one base scoring per seed
+    parts += [base_scoring_pipeline(s, rounds) for s in shared_seeds]  # one base scoring per seed
     for arm in all_arms:
         settings, blocks = settings_pipeline(arm)
         parts.append(settings)
         shared = "scoring" not in arm.overrides
         for s in arm.seeds:
             rounds_of = rounds_pipeline(
-                arm.method, rounds, seed=s, shared_first_scores=shared, name=arm.name, blocks=blocks
+                arm.method,
+                rounds,
+                seed=s,
+                shared_first_scores=shared,
+                name=arm.name,
+                blocks=blocks,
+                refresh=arm_refresh(arm, refresh),
             )
             parts += [rounds_of, final_pipeline(arm.name, rounds, seed=s)]
     parts += [final_pipeline(BASE, rounds), report_pipeline(all_arms, rounds)]
