@@ -19,19 +19,20 @@ ready for the README.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from p3_pruning import stats
-from p3_pruning.audit import audit_summary
+from p3_pruning import namespaces, stats
+from p3_pruning.audit import audit_summary, audit_table
 from p3_pruning.methods import P3, REFERENCES
 from p3_pruning.workspace import latest_version
 
 RESULTS = Path("data/08_reporting/study/results.csv")
-AUDIT = Path("data/08_reporting/study/audit.csv")
+REPORTING = Path("data/08_reporting")
 SPLITS = (Path("data/03_primary/train_pool.parquet"), Path("data/03_primary/eval_set.parquet"))
 _LEVEL = re.compile(r"^accuracy/(\d+)$")
 
@@ -115,15 +116,18 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def load_audit(workspaces: list[Path]) -> pd.DataFrame:
-    """The workspaces' selection audits (one row per arm, seed, round, origin) as one table; empty
-    when no workspace has one (studies from before the audit)."""
-    frames = []
+    """The workspaces' selection audits (one row per arm, seed, round, origin) as one table, read
+    from every round summary of every ``<arm>.seed_<s>`` chain (newest version each), so studies
+    written by any version of the report pool alike; empty when no summary carries an audit."""
+    summaries = []
     for workspace in workspaces:
-        try:
-            frames.append(pd.read_csv(latest_version(workspace, AUDIT)))
-        except FileNotFoundError:
-            continue
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        for folder in sorted((workspace / REPORTING).glob("*.seed_*/round_*/summary.json")):
+            place = namespaces.parse(f"{folder.parent.parent.name}.{folder.parent.name}")
+            summary = json.loads(
+                latest_version(workspace, folder.relative_to(workspace)).read_text()
+            )
+            summaries.append({**summary, "method": place.arm, "seed": place.seed})
+    return audit_table(summaries)
 
 
 def audit_markdown(audit: pd.DataFrame) -> str:

@@ -95,3 +95,35 @@ def test_latest_version_reads_the_newest_and_names_a_missing_folder(tmp_path):
     assert latest_version(tmp_path, "t.csv").read_text() == VERSION
     with pytest.raises(FileNotFoundError, match="no version of missing.csv"):
         latest_version(tmp_path, "missing.csv")
+
+
+def test_audit_is_pooled_from_the_round_summaries(tmp_path):
+    """The audit table comes from every chain's round summaries (newest version), over workspaces."""
+    import json
+
+    def summary(ws, chain, round_, selected):
+        folder = ws / "data/08_reporting" / chain / f"round_{round_}" / "summary.json" / VERSION
+        folder.mkdir(parents=True)
+        record = {
+            "method": chain.split(".")[0],
+            "round": round_,
+            "audit_pool_share/clean": 0.7,
+            "audit_pool_share/noise": 0.3,
+            "audit_selected_share/clean": 1 - selected,
+            "audit_selected_share/noise": selected,
+            "audit_auroc/noise": 0.75,
+        }
+        (folder / "summary.json").write_text(json.dumps(record))
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    summary(a, "p3.seed_0", 1, 0.1)
+    summary(b, "p3.seed_1", 1, 0.3)
+    summary(a, "random.seed_0", 1, 0.3)
+    audit = bench.load_audit([a, b])
+    assert sorted(zip(audit["method"], audit["seed"], audit["origin"], strict=True))[:2] == [
+        ("p3", 0, "clean"),
+        ("p3", 0, "noise"),
+    ]
+    text = bench.audit_markdown(audit)
+    assert "| noise | p3 | 1 | 2 | 30.0 | 20.0 | 0.75 |" in text  # two seeds: (10 + 30) / 2
+    assert "| noise | random | 1 | 1 | 30.0 | 30.0 | 0.75 |" in text
