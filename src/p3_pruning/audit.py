@@ -134,6 +134,7 @@ def audit_plot(table: pd.DataFrame):
             ax.plot(rows["round"], 100 * rows["selected_share"], marker="o", label=str(method))
         if len(part):
             ax.axhline(100 * part["pool_share"].mean(), color="k", linestyle="--", label="pool")
+            ax.set_xticks(sorted(part["round"].unique()))
         ax.set_title(f"{name}: share of the selection")
         ax.set_xlabel("round")
         ax.set_ylabel("% of selected samples")
