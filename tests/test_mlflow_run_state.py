@@ -17,11 +17,17 @@ from p3_pruning.hooks import MlflowRunStateHook
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # set the URI globally too: an earlier Kedro run in this process (kedro-mlflow) leaves its own
+    # as mlflow's tracking URI, which would win over the environment variable
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
     experiment = MlflowClient().create_experiment("p3_pruning")
     yield MlflowClient(), experiment
     while mlflow.active_run() is not None:
         mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
 
 
 def dead_pid() -> str:

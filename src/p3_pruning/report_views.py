@@ -32,6 +32,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from p3_pruning.data.inject import ORIGIN
+
 STATUSES = ("selected", "refused_eligible", "refused_over", "refused", "unscored")
 STATUS_TEXT = {
     "selected": "selected",
@@ -129,7 +131,8 @@ def examples(frame: pd.DataFrame, k: int = 3) -> dict[str, pd.DataFrame]:
 
 def mix(frame: pd.DataFrame, by: str = "level") -> pd.DataFrame:
     """Counts of the pool, the eligible and the selected per value of ``by`` (``level`` or
-    ``origin``), with the selected share; an empty frame when the pool has no such column.
+    ``origin``), with the selected share; an empty frame when the pool has no such column, or,
+    for ``origin``, a single value of it (a pool that was not composed is all ``clean``).
 
     >>> frame = pd.DataFrame({"level": [1, 1, 2], "eligible": [True, True, False],
     ...                       "selected": [True, False, False]})
@@ -137,6 +140,8 @@ def mix(frame: pd.DataFrame, by: str = "level") -> pd.DataFrame:
     {'level': 1, 'pool': 2, 'eligible': 2, 'selected': 1, 'selected_share': 1.0}
     """
     if by not in frame or frame[by].isna().all():
+        return pd.DataFrame()
+    if by == ORIGIN and frame[by].nunique() < 2:  # nothing was composed into the pool
         return pd.DataFrame()
     groups = frame.groupby(by, dropna=False, sort=True)
     table = pd.DataFrame(

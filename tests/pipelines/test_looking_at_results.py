@@ -218,4 +218,4 @@ def test_the_notebook_runs_end_to_end_on_the_run(workspace, tmp_path, monkeypatc
     side = next(t for t in texts if "FLOPs" in t and "accuracy" in t)
     assert "base" in side and "p3" in side
     assert any("refused_over" in t for t in texts) and any("refused_eligible" in t for t in texts)
-    assert any("the pool has no origin column" in t for t in texts)
+    assert any("one origin only: 'clean' (nothing composed)" in t for t in texts)
