@@ -79,6 +79,20 @@ SCORE_COLUMNS = [
 ]
 
 
+def unscored_row(sample_id) -> dict:
+    """A scores row before its pass: difficulty +inf, no actions, status ``ok`` until told."""
+    return dict(
+        sample_id=sample_id,
+        difficulty=np.inf,
+        n_actions=0,
+        n_tokens=0,
+        action_probs=[],
+        status="ok",
+        reason="",
+        truncated=False,
+    )
+
+
 def default_token_budget(model) -> int:
     """Padded tokens per scoring batch for ``model``'s device (see ``TOKEN_BUDGET``)."""
     device = next(model.parameters()).device.type
@@ -435,19 +449,7 @@ def _check_options(samples, embed, token_budget, chunk_tokens, vocab_chunk) -> N
 def _encode_rows(tokenizer, samples, split, *, system, max_length):
     """``(rows, encoded)``: one scores row per sample (failed encodings already marked) and the
     ``Encoded`` of every sample that can be fed, by row position."""
-    rows = [
-        dict(
-            sample_id=sid,
-            difficulty=np.inf,
-            n_actions=0,
-            n_tokens=0,
-            action_probs=[],
-            status="ok",
-            reason="",
-            truncated=False,
-        )
-        for sid in samples["sample_id"].tolist()
-    ]
+    rows = [unscored_row(sid) for sid in samples["sample_id"].tolist()]
     conversations = samples["messages"] if "messages" in samples.columns else [None] * len(rows)
     encoded: dict[int, Encoded] = {}
     for i, (prompt, response, messages) in enumerate(

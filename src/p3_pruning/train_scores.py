@@ -42,7 +42,7 @@ import torch
 
 from p3_pruning.chat import DEFAULT_SYSTEM
 from p3_pruning.encoding import MAX_LENGTH, Encoded, ScoringError, encode_fields
-from p3_pruning.scoring import CHUNK_TOKENS, SCORE_COLUMNS, action_probs
+from p3_pruning.scoring import CHUNK_TOKENS, SCORE_COLUMNS, action_probs, unscored_row
 from p3_pruning.segment import get_segmenter
 
 log = logging.getLogger(__name__)
@@ -129,17 +129,7 @@ class TrainPassRecorder:
         per sample in row order; unmeasured or unencodable rows get difficulty +inf and a status."""
         out = []
         for i, (sid, enc) in enumerate(zip(self.sample_ids, self.encoded, strict=True)):
-            row = dict(
-                sample_id=sid,
-                difficulty=np.inf,
-                n_actions=0,
-                n_tokens=0,
-                action_probs=[],
-                status="ok",
-                reason="",
-                truncated=False,
-                step=-1,
-            )
+            row = {**unscored_row(sid), "step": -1}
             if isinstance(enc, ScoringError):
                 row.update(status=enc.status, reason=enc.reason, n_tokens=enc.n_tokens)
                 out.append(row)
