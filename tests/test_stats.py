@@ -1,4 +1,5 @@
 import math
+import os
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -265,3 +266,22 @@ def test_difficulty_by_level_plot_draws_one_box_per_round_and_level():
     empty = difficulty_by_level_plot(frame.assign(level=None))
     assert empty.axes[0].texts[0].get_text() == "no sample has a level"
     plt.close(empty)
+
+
+def test_importing_the_plotting_modules_leaves_the_backend_alone():
+    """Plots are Figures built without pyplot: a notebook's backend survives importing the project."""
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib; import p3_pruning.stats, p3_pruning.audit, p3_pruning.sweep; "
+        "import p3_pruning.pipelines.rounds.nodes, p3_pruning.pipelines.compare.nodes; "
+        "from p3_pruning.audit import audit_plot, audit_table; "
+        "fig = audit_plot(audit_table([{'method': 'p3', 'seed': 0, 'round': 1, "
+        "'audit_pool_share/clean': 1.0, 'audit_selected_share/clean': 1.0}])); "
+        "import matplotlib.pyplot as plt; print(matplotlib.get_backend(), len(plt.get_fignums()))"
+    )
+    env = {**os.environ, "MPLBACKEND": "svg"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["svg", "0"]  # backend unchanged, no figure left with pyplot

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
 from p3_pruning.data.inject import CLEAN, ORIGIN, ORIGINS
-
-plt.switch_backend("Agg")  # plots are written to files; no display
+from p3_pruning.plotting import subplots
 
 POOL_SHARE = "audit_pool_share"
 SELECTED_SHARE = "audit_selected_share"
@@ -127,7 +125,7 @@ def audit_plot(table: pd.DataFrame):
     one panel per non-clean origin (clean alone when the pool is clean)."""
     summary = audit_summary(table)
     origins = [o for o in ORIGINS if o != CLEAN and (summary.get("origin") == o).any()] or [CLEAN]
-    fig, axes = plt.subplots(1, len(origins), figsize=(4.2 * len(origins), 3.4), squeeze=False)
+    fig, axes = subplots(1, len(origins), figsize=(4.2 * len(origins), 3.4), squeeze=False)
     for ax, name in zip(axes[0], origins, strict=True):
         part = summary[summary["origin"] == name] if not summary.empty else summary
         for method, rows in part.groupby("method", sort=False):

@@ -25,14 +25,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats as _scipy_stats
 
 from p3_pruning.methods import P3, REFERENCES
-
-plt.switch_backend("Agg")  # plots are written to files; no display
+from p3_pruning.plotting import subplots
 
 # long-table columns averaged over seeds into the study table: per-level accuracies and compute
 _LEVEL_PREFIX = "accuracy/"
@@ -285,7 +283,7 @@ def _yerr(table: pd.DataFrame) -> np.ndarray:
 
 def accuracy_plot(table: pd.DataFrame, results: pd.DataFrame | None = None, *, metric="accuracy"):
     """Mean accuracy per method with its interval over seeds; each seed as a dot if ``results``."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = subplots(figsize=(6.5, 3.8))
     x = np.arange(len(table))
     colors = ["#d62" if m == P3 else "#579" for m in table["method"]]
     ax.bar(x, table["mean"], color=colors, alpha=0.35)
@@ -307,7 +305,7 @@ def accuracy_compute_plot(table: pd.DataFrame, *, flops: str = "total_flops"):
     """Mean accuracy (with its interval) against the mean estimated FLOPs of a run, log x."""
     if flops not in table.columns:
         raise ValueError(f"study table lacks the compute column {flops!r}")
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = subplots(figsize=(6.5, 3.8))
     for i, row in enumerate(table.itertuples(index=False)):
         color = "#d62" if row.method == P3 else f"C{i % 10}"
         err = _yerr(table.iloc[[i]])
@@ -337,7 +335,7 @@ def difficulty_by_level_plot(difficulties: pd.DataFrame):
     frame = difficulties.assign(level=difficulties["level"].map(parse_level))
     d = frame["difficulty"].to_numpy(dtype=np.float64)
     frame = frame[np.isfinite(d) & frame["level"].notna().to_numpy()]
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig, ax = subplots(figsize=(7, 3.8))
     if frame.empty:
         ax.text(0.5, 0.5, "no sample has a level", ha="center", va="center")
         ax.set_axis_off()

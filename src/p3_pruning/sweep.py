@@ -33,13 +33,11 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from p3_pruning import dpp, methods, pacing, strategies
-
-plt.switch_backend("Agg")  # plots are written to files; no display
+from p3_pruning.plotting import subplots
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +312,7 @@ def sweep_heatmap(table: pd.DataFrame, *, value: str = "dpp_log_det", title: str
     ridges = sorted(table["ridge"].unique())
     percentiles = sorted(table["percentile"].unique())
     budgets = sorted(table["budget"].unique())
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         1, len(ridges), figsize=(1.2 + 0.9 * len(budgets) * len(ridges) + 1.5 * len(ridges), 3.8)
     )
     axes = np.atleast_1d(axes)

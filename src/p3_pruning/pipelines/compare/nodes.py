@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from p3_pruning.methods import P3
 from p3_pruning.namespaces import FINAL, parse_report_key
-
-plt.switch_backend("Agg")  # plots are written to files; no display
+from p3_pruning.plotting import subplots
 
 
 def _num(value) -> float:
@@ -53,7 +51,7 @@ def report_table(rounds: pd.DataFrame, finals: dict[str, dict]) -> pd.DataFrame:
 
 
 def accuracy_plot(table: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = subplots(figsize=(6, 3.5))
     colors = ["#d62" if m == P3 else "#9ab" for m in table["method"]]
     ax.bar(table["method"], table["accuracy"], color=colors)
     for x, (acc, n) in enumerate(zip(table["accuracy"], table["n_eval"], strict=True)):
@@ -67,7 +65,7 @@ def accuracy_plot(table: pd.DataFrame):
 
 
 def threshold_plot(rounds: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = subplots(figsize=(6, 3.5))
     for method, group in rounds.groupby("method"):
         if "difficulty_q50" not in group or group["difficulty_q50"].isna().all():
             continue
@@ -98,7 +96,7 @@ def threshold_plot(rounds: pd.DataFrame):
 
 
 def overlap_plot(rounds: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = subplots(figsize=(6, 3.5))
     for method, group in rounds.groupby("method"):
         g = group.sort_values("round")
         g = g[g["round"] > 1]

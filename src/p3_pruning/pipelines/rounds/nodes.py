@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -16,13 +15,13 @@ from p3_pruning.audit import selection_audit, with_origin
 from p3_pruning.compute import count_parameters, stage_flops, stage_tokens
 from p3_pruning.evaluation import cheap_eval
 from p3_pruning.models import load_model, policy_model
+from p3_pruning.plotting import subplots
 from p3_pruning.refresh import FULL, incremental_scores, score_until_admitted
 from p3_pruning.scoring import score_samples
 from p3_pruning.stats import difficulty_level_spearman
 from p3_pruning.train_scores import empty_train_scores
 from p3_pruning.training import train_round
 
-plt.switch_backend("Agg")  # plots are written to files; no display
 log = logging.getLogger(__name__)
 
 
@@ -454,7 +453,7 @@ def overlap(current: pd.DataFrame, previous: pd.DataFrame | None) -> float:
 
 def difficulty_histogram(scores: pd.DataFrame, chosen: pd.DataFrame, threshold: float, title: str):
     """Difficulty distribution of the pool, the threshold, and where the selected samples sit."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = subplots(figsize=(6, 3.5))
     finite = scores["difficulty"].to_numpy(dtype=float)
     finite = finite[np.isfinite(finite)]
     if len(finite):
