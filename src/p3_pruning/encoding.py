@@ -125,6 +125,31 @@ def _encode_conversation(
     return _truncate(ids, spans, prompt_len, max_length, tuple(counts))
 
 
+def encode_rows(tokenizer, samples, split, *, system, max_length) -> list:
+    """Each row of a samples table (``prompt``, ``response``, optional ``messages``) through
+    :func:`encode_fields`, in row order: its ``Encoded``, or the ``ScoringError`` that refused it."""
+    conversations = samples["messages"] if "messages" in samples.columns else [None] * len(samples)
+    out: list = []
+    for prompt, response, messages in zip(
+        samples["prompt"], samples["response"], conversations, strict=True
+    ):
+        try:
+            out.append(
+                encode_fields(
+                    tokenizer,
+                    prompt,
+                    response,
+                    split,
+                    system=system,
+                    max_length=max_length,
+                    messages=messages,
+                )
+            )
+        except ScoringError as exc:
+            out.append(exc)
+    return out
+
+
 def encode_fields(
     tokenizer,
     prompt,

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from p3_pruning.chat import DEFAULT_SYSTEM
-from p3_pruning.encoding import MAX_LENGTH, Encoded, ScoringError, encode_fields, length_batches
+from p3_pruning.encoding import MAX_LENGTH, Encoded, ScoringError, encode_rows, length_batches
 from p3_pruning.encoding import encode as encode  # documented as p3_pruning.scoring.encode
 from p3_pruning.segment import get_segmenter
 
@@ -450,23 +450,11 @@ def _encode_rows(tokenizer, samples, split, *, system, max_length):
     """``(rows, encoded)``: one scores row per sample (failed encodings already marked) and the
     ``Encoded`` of every sample that can be fed, by row position."""
     rows = [unscored_row(sid) for sid in samples["sample_id"].tolist()]
-    conversations = samples["messages"] if "messages" in samples.columns else [None] * len(rows)
     encoded: dict[int, Encoded] = {}
-    for i, (prompt, response, messages) in enumerate(
-        zip(samples["prompt"], samples["response"], conversations, strict=True)
-    ):
-        try:
-            enc = encode_fields(
-                tokenizer,
-                prompt,
-                response,
-                split,
-                system=system,
-                max_length=max_length,
-                messages=messages,
-            )
-        except ScoringError as exc:
-            rows[i].update(status=exc.status, reason=exc.reason, n_tokens=exc.n_tokens)
+    each = encode_rows(tokenizer, samples, split, system=system, max_length=max_length)
+    for i, enc in enumerate(each):
+        if isinstance(enc, ScoringError):
+            rows[i].update(status=enc.status, reason=enc.reason, n_tokens=enc.n_tokens)
             continue
         encoded[i] = enc
         rows[i].update(n_tokens=enc.n_tokens, truncated=enc.truncated)

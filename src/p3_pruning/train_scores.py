@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 
 from p3_pruning.chat import DEFAULT_SYSTEM
-from p3_pruning.encoding import MAX_LENGTH, Encoded, ScoringError, encode_fields
+from p3_pruning.encoding import MAX_LENGTH, Encoded, ScoringError, encode_rows
 from p3_pruning.scoring import CHUNK_TOKENS, SCORE_COLUMNS, action_probs, unscored_row
 from p3_pruning.segment import get_segmenter
 
@@ -74,25 +74,9 @@ class TrainPassRecorder:
         split = get_segmenter(segmenter, pattern=pattern)
         self.sample_ids = [str(s) for s in samples["sample_id"]]
         self.chunk_tokens = int(chunk_tokens)
-        messages = samples["messages"] if "messages" in samples.columns else [None] * len(samples)
-        self.encoded: list[Encoded | ScoringError] = []
-        for prompt, response, conversation in zip(
-            samples["prompt"], samples["response"], messages, strict=True
-        ):
-            try:
-                self.encoded.append(
-                    encode_fields(
-                        tokenizer,
-                        prompt,
-                        response,
-                        split,
-                        system=system,
-                        max_length=max_length,
-                        messages=conversation,
-                    )
-                )
-            except ScoringError as exc:
-                self.encoded.append(exc)
+        self.encoded: list[Encoded | ScoringError] = encode_rows(
+            tokenizer, samples, split, system=system, max_length=max_length
+        )
         self.measured: dict[int, tuple[list[float] | None, int, str]] = {}
 
     def record(self, rows: Sequence[int], input_ids: torch.Tensor, logits: torch.Tensor, step: int):
