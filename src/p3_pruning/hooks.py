@@ -149,12 +149,26 @@ def where(namespace: str) -> dict:
     return {"method": place.arm, "seed": place.seed, "round": place.round}
 
 
+def arm_settings(arm: str, params: dict) -> tuple[str, dict]:
+    """The method a namespace's first part runs and the parameters its rounds read: a method runs
+    itself on the run's parameters; a study arm (``study.arms.<arm>``) its method on the run's
+    parameters with its overrides merged in."""
+    from p3_pruning.config import ArmParams, arm_parameters
+
+    spec = ((params.get("study") or {}).get("arms") or {}).get(arm)
+    if spec is None:
+        return arm, params
+    parsed = ArmParams(**spec)
+    return parsed.method, arm_parameters(params, parsed)
+
+
 def method_settings(method: str, params: dict) -> dict[str, str]:
-    """The resolved settings of ``method``'s rounds that differ between methods, as MLflow params."""
+    """The resolved settings of ``method``'s rounds that differ between methods, as MLflow params
+    (``params``: the rounds' parameters, an arm's overrides merged in)."""
     from p3_pruning.methods import REGISTRY
 
     traits = REGISTRY.get(method)
-    if traits is None:  # a study arm: its method and overrides are in the study's settings
+    if traits is None:  # the base model's evaluation: no rounds, no settings
         return {}
     out = {
         "regime": traits.scoring,
@@ -167,9 +181,8 @@ def method_settings(method: str, params: dict) -> dict[str, str]:
         out.update(_flat("selection", params.get("selection", {})))
     if traits.scores:
         scoring = params.get("scoring", {})
-        out.update(
-            {f"scoring.{k}": str(scoring.get(k)) for k in ("segmenter", "embed") if k in scoring}
-        )
+        keys = ("segmenter", "embed", "candidates", "refresh")
+        out.update({f"scoring.{k}": str(scoring.get(k)) for k in keys if k in scoring})
     return out
 
 
@@ -178,8 +191,8 @@ class MlflowRoundsHook:
 
     kedro-mlflow opens one run per ``kedro run``; this hook adds, after each round's summary node
     (tag ``round_summary``), a child run named after the round's namespace with every metric the
-    round measured, params and tags (method, round, seed, budget, rounds and the method's own
-    settings) so ``mlflow.search_runs(filter_string="params.method = 'p3'")`` and the UI's compare
+    round measured, params and tags (method, arm, round, seed, budget, rounds and the settings of its
+    rounds, an arm's overrides merged in) so ``mlflow.search_runs(filter_string="params.method = 'p3'")`` and the UI's compare
     view work, its selection table and its difficulty histogram, tokens and FLOPs per stage
     (``compute/*``, ``p3_pruning.tracking``) and the readable selection page (``selection.md``, tag
     ``selection_view``). Final evaluations (tag ``final_eval``) get a child run too, with the
@@ -216,17 +229,25 @@ class MlflowRoundsHook:
 
     def _params(self, namespace: str, round_: str) -> tuple[dict, dict]:
         place = where(namespace)
-        method = place["method"]
+        arm = place["method"]
+        method, settings = arm_settings(arm, self.params)
         seed = place["seed"] if place["seed"] is not None else self.params.get("seed")
         params = {
             "method": method,
+            "arm": arm,
             "round": round_,
             "seed": str(seed),
-            "budget": str(self.params.get("budget")),
-            "rounds": str(self.params.get("rounds")),
-            **method_settings(method, self.params),
+            "budget": str(settings.get("budget")),
+            "rounds": str(settings.get("rounds")),
+            **method_settings(method, settings),
         }
-        tags = {"method": method, "round": round_, "seed": str(seed), "namespace": namespace}
+        tags = {
+            "method": method,
+            "arm": arm,
+            "round": round_,
+            "seed": str(seed),
+            "namespace": namespace,
+        }
         return params, tags
 
     @hook_impl

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import tiny_run
 from p3_pruning.pipelines.study.nodes import results_table
+from p3_pruning.pipelines.study.pipeline import create_pipeline as study_pipeline
 from p3_pruning.stats import study_table
 from p3_pruning.workspace import latest_version, make_workspace, run_pipeline
 
@@ -153,3 +154,23 @@ def test_intervals_shrink_with_more_seeds():
         table = study_table(_finals({m: v[:n] for m, v in draws.items()})).set_index("method")
         widths.append(float(table.loc["p3", "ci_high"] - table.loc["p3", "ci_low"]))
     assert widths[0] > widths[1] > widths[2] > 0
+
+
+def test_an_arm_that_changes_only_later_rounds_reads_the_shared_round_1_scoring():
+    plan = study_pipeline(
+        ["p3"],
+        [0],
+        rounds=2,
+        arms={
+            "p3_incremental": {"method": "p3", "scoring": {"refresh": "incremental"}},
+            "p3_candidates": {"method": "p3", "scoring": {"candidates": 0.5}},
+        },
+    )
+    scorers = {n.name for n in plan.nodes if n.name.endswith(".score")}
+    # one base scoring of the pool for p3 and p3_incremental; candidates change round 1: its own
+    assert "base.seed_0.round_1.score" in scorers
+    assert "p3_incremental.seed_0.round_1.score" not in scorers
+    assert "p3_candidates.seed_0.round_1.score" in scorers
+    second = next(n for n in plan.nodes if n.name == "p3_incremental.seed_0.round_2.score")
+    assert "base.seed_0.round_1.scores" in second.inputs  # the stale values it refreshes
+    assert "p3_incremental.seed_0.round_1.train_scores" in second.inputs

@@ -7,8 +7,9 @@ of ``study.arms`` is a method plus overrides of the round's parameter blocks (``
 ``scoring``, ``pacing``, ``selection``, ``training``), over its own ``seeds`` or the study's. An
 arm's overrides are merged into the run's blocks by one node per block
 (``<arm>.settings.<block>``), so ``--params`` still reaches them. Round 1's scoring (the base
-model on the pool) is the same for every arm of a seed that scores with the run's scoring block:
-it runs once per seed (``base.seed_<s>.round_1``) and their round 1 reads it."""
+model on the pool) is the same for every arm of a seed that scores with the run's scoring block
+(or overrides only what acts from round 2 on, such as ``refresh``): it runs once per seed
+(``base.seed_<s>.round_1``) and their round 1 reads it."""
 
 from __future__ import annotations
 
@@ -49,6 +50,18 @@ def study_arms(methods, seeds, arms: dict | None = None) -> list[Arm]:
     return out
 
 
+# Scoring keys that act from round 2 on: an arm overriding only these scores round 1 as the run does
+ROUND_ONE_NEUTRAL = frozenset({"refresh", "incremental", "progress"})
+
+
+def shares_first_scores(arm: Arm) -> bool:
+    """Whether ``arm``'s round 1 reads the seed's shared base scoring: it scores (its method does),
+    and its ``scoring`` override, if any, changes nothing round 1 computes (``refresh: incremental``
+    differs from ``full`` only from round 2 on)."""
+    own = arm.overrides.get("scoring") or {}
+    return method_traits(arm.method).scores and set(own) <= ROUND_ONE_NEUTRAL
+
+
 def settings_pipeline(arm: Arm) -> tuple[Pipeline, dict[str, str]]:
     """One node per overridden block: the run's block with the arm's override merged in, and the
     ``{"params:<block>": "<arm>.settings.<block>"}`` mapping the arm's rounds read them through."""
@@ -81,7 +94,7 @@ def report_pipeline(arms: list[Arm], rounds: int) -> Pipeline:
     for arm in (a for a in arms if method_traits(a.method).scoring == "rescore"):
         first = arm.seeds[0]
         for e in range(rounds):
-            shared = e == 0 and "scoring" not in arm.overrides
+            shared = e == 0 and shares_first_scores(arm)
             scored_by = round_namespace(BASE if shared else arm.name, e, first)
             inputs[report_key(arm.name, first, "scores", e + 1)] = f"{scored_by}.scores"
     return Pipeline(
@@ -120,19 +133,12 @@ def create_pipeline(
     if not all_arms or not seeds:
         raise ValueError("a study needs at least one arm (study.methods or study.arms) and seed")
     parts = []
-    shared_seeds = sorted(
-        {
-            s
-            for arm in all_arms
-            if method_traits(arm.method).scores and "scoring" not in arm.overrides
-            for s in arm.seeds
-        }
-    )
+    shared_seeds = sorted({s for arm in all_arms if shares_first_scores(arm) for s in arm.seeds})
     parts += [base_scoring_pipeline(s, rounds) for s in shared_seeds]  # one base scoring per seed
     for arm in all_arms:
         settings, blocks = settings_pipeline(arm)
         parts.append(settings)
-        shared = "scoring" not in arm.overrides
+        shared = shares_first_scores(arm)
         for s in arm.seeds:
             rounds_of = rounds_pipeline(
                 arm.method,
