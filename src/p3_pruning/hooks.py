@@ -191,9 +191,9 @@ class MlflowRoundsHook:
 
     kedro-mlflow opens one run per ``kedro run``; this hook adds, after each round's summary node
     (tag ``round_summary``), a child run named after the round's namespace with every metric the
-    round measured, params and tags (method, arm, round, seed, budget, rounds and the settings of its
-    rounds, an arm's overrides merged in) so ``mlflow.search_runs(filter_string="params.method = 'p3'")`` and the UI's compare
-    view work, its selection table and its difficulty histogram, tokens and FLOPs per stage
+    round measured, params and tags (method, arm, round, seed, budget, rounds and the settings of
+    its rounds, an arm's overrides merged in) so
+    ``mlflow.search_runs(filter_string="params.method = 'p3'")`` and the UI's compare view work, its selection table and its difficulty histogram, tokens and FLOPs per stage
     (``compute/*``, ``p3_pruning.tracking``) and the readable selection page (``selection.md``, tag
     ``selection_view``). Final evaluations (tag ``final_eval``) get a child run too, with the
     whole run's compute (``run_compute/*``: the method's rounds and the evaluation) beside its
