@@ -81,3 +81,33 @@ def test_a_fresh_run_is_not_tagged_as_a_resume(store):
             {"only_missing_outputs": False, "from_nodes": None}
         )
         assert "p3.resumes" not in client.get_run(run.info.run_id).data.tags
+
+
+SIGNALLED = """
+import os, signal, sys, time
+import mlflow
+from p3_pruning.hooks import MlflowRunStateHook
+
+mlflow.set_tracking_uri(sys.argv[1])
+run = mlflow.start_run(experiment_id=sys.argv[2], run_name="p3")  # as kedro-mlflow opens it
+MlflowRunStateHook().before_pipeline_run({"pipeline_names": ["p3"]})
+print(run.info.run_id, flush=True)
+os.kill(os.getpid(), getattr(signal, sys.argv[3]))
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("name, code", [("SIGTERM", -15), ("SIGINT", -2)])
+def test_a_signalled_run_is_ended_as_killed_at_once(store, name, code):
+    client, experiment = store
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED, mlflow.get_tracking_uri(), experiment, name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == code, done.stderr[-2000:]  # the signal took its course
+    if name == "SIGINT":
+        assert "KeyboardInterrupt" in done.stderr
+    run = client.get_run(done.stdout.split()[0])
+    assert run.info.status == "KILLED" and run.info.end_time is not None

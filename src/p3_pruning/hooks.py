@@ -11,7 +11,9 @@ import logging
 import math
 import os
 import random
+import signal
 import socket
+import threading
 import time
 import zlib
 
@@ -404,7 +406,15 @@ class MlflowRunStateHook:
     process cannot be checked; one still alive is a run beside this one). A run started with
     ``--only-missing-outputs`` or ``--from-nodes`` gets ``p3.resumes``: the latest earlier run of the
     same name that did not finish (FAILED or KILLED).
+
+    Where a signal allows it, the run is ended at once: on SIGTERM, SIGHUP or SIGINT (Ctrl-C) during
+    the pipeline the MLflow run is set to KILLED, then the signal takes its usual course (the
+    process ends; SIGINT raises ``KeyboardInterrupt``). kill -9 cannot be caught: the next run
+    ends it.
     """
+
+    def __init__(self) -> None:
+        self.previous: dict[int, object] = {}
 
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
     def before_pipeline_run(self, run_params) -> None:
@@ -413,6 +423,7 @@ class MlflowRunStateHook:
         run = mlflow.active_run()
         if run is None:
             return
+        self.previous = end_run_on_signals(run.info.run_id)
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()
@@ -427,6 +438,61 @@ class MlflowRunStateHook:
             log.warning(
                 "MLflow: ended %d run(s) left RUNNING by killed runs: %s", len(ended), ended
             )
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        restore_signals(self.previous)
+        self.previous = {}
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        restore_signals(self.previous)
+        self.previous = {}
+
+
+SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name)
+)
+
+
+def end_run_on_signals(run_id: str) -> dict[int, object]:
+    """Install handlers that set the MLflow run ``run_id`` to KILLED on SIGTERM, SIGHUP or SIGINT,
+    then hand the signal to the handler that was there before (its default: the process ends;
+    SIGINT's: ``KeyboardInterrupt``). Returns the previous handlers, for
+    :func:`restore_signals`; ``{}`` off the main thread, where Python cannot install them."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+
+    def handler(signum, frame):
+        restore_signals(previous)  # a second signal is not caught again
+        try:
+            import mlflow
+
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run_id:
+                mlflow.end_run(status="KILLED")  # off the active stack: atexit won't finish it
+            else:
+                mlflow.tracking.MlflowClient().set_terminated(run_id, status="KILLED")
+            log.warning("MLflow run %s ended as KILLED by signal %d", run_id, signum)
+        except Exception:  # noqa: BLE001 - the signal must go on whatever the store does
+            log.exception("could not end MLflow run %s on signal %d", run_id, signum)
+        before = previous[signum]
+        if callable(before):
+            before(signum, frame)
+        elif before != signal.SIG_IGN:  # SIG_DFL (or unknown): the default action, re-raised
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for sig in SIGNALS:
+        signal.signal(sig, handler)
+    return previous
+
+
+def restore_signals(previous: dict[int, object]) -> None:
+    """Put back the handlers :func:`end_run_on_signals` replaced."""
+    for sig, before in previous.items():
+        signal.signal(sig, before if before is not None else signal.SIG_DFL)
 
 
 def _process_alive(pid: int) -> bool:
