@@ -33,6 +33,7 @@ from p3_pruning.workspace import latest_version
 
 RESULTS = Path("data/08_reporting/study/results.csv")
 REPORTING = Path("data/08_reporting")
+SELECTIONS = Path("data/05_model_input")
 SPLITS = (Path("data/03_primary/train_pool.parquet"), Path("data/03_primary/eval_set.parquet"))
 _LEVEL = re.compile(r"^accuracy/(\d+)$")
 
@@ -149,6 +150,73 @@ def audit_markdown(audit: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def load_selections(workspaces: list[Path]) -> dict[tuple[str, int, int], tuple[set, dict]]:
+    """``{(arm, seed, round): (selected sample ids, round summary)}`` of every study round."""
+    out = {}
+    for workspace in workspaces:
+        for folder in sorted((workspace / REPORTING).glob("*.seed_*/round_*/summary.json")):
+            chain, round_folder = folder.parent.parent.name, folder.parent.name
+            place = namespaces.parse(f"{chain}.{round_folder}")
+            summary = json.loads(
+                latest_version(workspace, folder.relative_to(workspace)).read_text()
+            )
+            selection = latest_version(
+                workspace, SELECTIONS / chain / round_folder / "selection.parquet"
+            )
+            ids = set(pd.read_parquet(selection, columns=["sample_id"])["sample_id"])
+            out[(place.arm, place.seed, place.round)] = (ids, summary)
+    return out
+
+
+def overlap_table(selections: dict, reference: str = P3) -> pd.DataFrame:
+    """Per arm running ``reference``'s method (not ``reference`` itself) and round: how much of its
+    selection ``reference``'s selection of the same seed and round also holds (|A ∩ B| / |A|,
+    mean and min over the seeds both ran), and how many pool samples its scorer read."""
+    rows = []
+    for (arm, seed, round_), (ids, summary) in sorted(selections.items()):
+        mine = selections.get((reference, seed, round_))
+        if arm == reference or mine is None or summary.get("method") != reference or not ids:
+            continue
+        rows.append(
+            {
+                "arm": arm,
+                "round": round_,
+                "seed": seed,
+                "overlap": len(ids & mine[0]) / len(ids),
+                "scored": summary.get("score_candidates", float("nan")),
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=["arm", "round", "seeds", "overlap", "min", "scored"])
+    frame = pd.DataFrame(rows)
+    return (
+        frame.groupby(["arm", "round"])
+        .agg(
+            seeds=("seed", "nunique"),
+            overlap=("overlap", "mean"),
+            min=("overlap", "min"),
+            scored=("scored", "mean"),
+        )
+        .reset_index()
+    )
+
+
+def overlap_markdown(table: pd.DataFrame, reference: str = P3) -> str:
+    if table.empty:
+        return ""
+    lines = [
+        f"| arm | round | seeds | selection overlap with {reference} (mean, min) "
+        "| pool samples scored (mean) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for _, row in table.iterrows():
+        lines.append(
+            f"| {row['arm']} | {int(row['round'])} | {int(row['seeds'])} "
+            f"| {_pct(row['overlap'])} ({_pct(row['min'])}) | {row['scored']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(workspaces: list[Path]) -> pd.DataFrame:
     table = stats.study_table(load(workspaces), references=(*REFERENCES, P3))
     print(markdown(table))
@@ -156,6 +224,10 @@ def main(workspaces: list[Path]) -> pd.DataFrame:
     if audit:
         print("\nSelection audit (means over seeds):\n")
         print(audit)
+    overlap = overlap_markdown(overlap_table(load_selections(workspaces)))
+    if overlap:
+        print(f"\nVariants of {P3} against it, seed by seed:\n")
+        print(overlap)
     return table
 
 

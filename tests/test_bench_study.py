@@ -127,3 +127,32 @@ def test_audit_is_pooled_from_the_round_summaries(tmp_path):
     text = bench.audit_markdown(audit)
     assert "| noise | p3 | 1 | 2 | 30.0 | 20.0 | 0.75 |" in text  # two seeds: (10 + 30) / 2
     assert "| noise | random | 1 | 1 | 30.0 | 30.0 | 0.75 |" in text
+
+
+def test_variants_of_p3_are_compared_with_its_selections_seed_by_seed(tmp_path):
+    import json
+
+    def round_(ws, chain, e, method, ids, scored):
+        for relpath, write_one in (
+            (
+                bench.REPORTING / chain / f"round_{e}" / "summary.json",
+                lambda p: p.write_text(json.dumps({"method": method, "score_candidates": scored})),
+            ),
+            (
+                bench.SELECTIONS / chain / f"round_{e}" / "selection.parquet",
+                lambda p: pd.DataFrame({"sample_id": ids}).to_parquet(p),
+            ),
+        ):
+            folder = tmp_path / ws / relpath / VERSION
+            folder.mkdir(parents=True)
+            write_one(folder / relpath.name)
+
+    for seed, p3_ids, inc_ids in ((0, "abcd", "abce"), (1, "abcd", "abcd")):
+        round_("a", f"p3.seed_{seed}", 2, "p3", list(p3_ids), 10)
+        round_("a", f"p3_incremental.seed_{seed}", 2, "p3", list(inc_ids), 4)
+        round_("a", f"random.seed_{seed}", 2, "random", list("wxyz"), 0)
+    table = bench.overlap_table(bench.load_selections([tmp_path / "a"]))
+    assert list(table["arm"]) == ["p3_incremental"]  # random runs another method
+    row = table.iloc[0]
+    assert (row["seeds"], row["overlap"], row["min"], row["scored"]) == (2, 0.875, 0.75, 4)
+    assert "| p3_incremental | 2 | 2 | 87.5 (75.0) | 4 |" in bench.overlap_markdown(table)

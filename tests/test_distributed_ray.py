@@ -144,3 +144,45 @@ def test_ray_options_are_checked_before_anything_starts(model_params):
         score_on_ray(model_params, None, pool(3), ray=RAY, segmentr="newline")
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['response'\]"):
         score_on_ray(model_params, None, pool(3).drop(columns="response"), ray=RAY)
+
+
+@pytest.mark.slow
+def test_sharded_scoring_on_ray_resumes_from_its_shards(cluster, model_params, adapter, tmp_path):
+    from p3_pruning.distributed import ray_engine
+    from p3_pruning.pipelines.rounds import nodes
+
+    samples = pool()  # 25 rows: shards of 13 and 12
+    rows = np.arange(len(samples))
+    scoring = {
+        "progress": False,
+        "backend": "ray",
+        "ray": RAY,
+        "shards": {"rows": 13, "dir": str(tmp_path)},
+    }
+    real, calls = ray_engine.score_on_ray, []
+
+    def crashing(*args, **kwargs):  # the first call's second shard fails
+        calls.append(len(args[2]))
+        if calls == [13, 12]:
+            raise RuntimeError("worker lost")
+        return real(*args, **kwargs)
+
+    ray_engine.score_on_ray = crashing
+    try:
+        with pytest.raises(RuntimeError, match="worker lost"):
+            nodes._Scorer(samples, model_params, scoring, adapter)(rows)
+        calls.clear()
+        scorer = nodes._Scorer(samples, model_params, scoring, adapter)
+        scores, emb = scorer(rows)
+        assert calls == [12]  # the first shard was on disk
+        assert scorer.finish() == {"score_shards_resumed": 1}
+    finally:
+        ray_engine.score_on_ray = real
+    assert not any(tmp_path.iterdir())  # finish() removed the call's shards
+    local, local_emb = score_samples(*load_policy(model_params, adapter), samples, progress=False)
+    assert scores["sample_id"].tolist() == samples["sample_id"].tolist()
+    assert scores["status"].tolist() == local["status"].tolist()
+    d, d_local = scores["difficulty"].to_numpy(), local["difficulty"].to_numpy()
+    ok = np.isfinite(d_local)
+    assert np.array_equal(np.isinf(d), ~ok) and np.max(np.abs(d[ok] - d_local[ok])) <= 1e-6
+    assert np.allclose(emb, local_emb, atol=1e-6)

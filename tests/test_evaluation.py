@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from p3_pruning.evaluation import (
+    accuracy_table,
     cheap_eval,
     evaluate_generation,
     generate,
     greedy_decode,
     response_nll,
-    summarize,
 )
 from p3_pruning.models import load_model, tiny_model
 from p3_pruning.scoring import score_samples
@@ -218,7 +218,7 @@ def test_summarize_counts_each_sample_once():
             "correct": [True, False, False],
         }
     )
-    s = summarize(per)
+    s = accuracy_table(per)
     assert s[s.scope == "source"]["n"].sum() == 3
     assert s[s.scope == "level"]["n"].sum() == 2  # rows without a level are not in a level group
     assert s[s.scope == "all"]["mean_score"].item() == pytest.approx(0.5)

@@ -49,3 +49,16 @@ def test_an_arm_logs_its_method_and_its_merged_settings():
 def test_the_base_model_has_no_method_settings():
     params, _ = _params("base.final")
     assert params["method"] == params["arm"] == "base" and "regime" not in params
+
+
+def test_the_runs_environment_reaches_the_pipeline_registry(monkeypatch):
+    """``--env`` wins over an inherited KEDRO_ENV: the registry unrolls the run's environment."""
+    from types import SimpleNamespace
+
+    from p3_pruning.hooks import ConfigCheckHook
+
+    monkeypatch.setenv("KEDRO_ENV", "study_cpu")  # inherited from the shell
+    ConfigCheckHook().after_context_created(SimpleNamespace(env="regime_noisy", params={}))
+    import os
+
+    assert os.environ["KEDRO_ENV"] == "regime_noisy"

@@ -167,7 +167,7 @@ def test_selectors_never_see_origin(pool, method):
         eligible = None
         if methods.get(method).thresholded:
             eligible, _ = nodes.threshold(scores, {}, **where)
-        chosen, _ = nodes.select(scores, {}, 0.4, 7, eligible, embeddings, frame, **where)
+        chosen, _ = nodes.select_scored(scores, {}, 0.4, 7, eligible, embeddings, frame, **where)
         picks.append(chosen)
     pd.testing.assert_frame_equal(picks[0].drop(columns="origin"), picks[1].drop(columns="origin"))
     assert not picks[0]["origin"].equals(picks[1]["origin"]) or method == "random"

@@ -258,6 +258,13 @@ class IncrementalParams(Block):
     min_drift: NonNegativeInt | None = None
 
 
+class ShardParams(Block):
+    """``scoring.shards``: resumable scoring (p3_pruning.shards)."""
+
+    rows: PositiveInt | None = None  # samples a shard; null: scoring is not sharded
+    dir: Annotated[str, Field(min_length=1)] | None = None
+
+
 class ScoringParams(Block):
     segmenter: str | None = None
     pattern: str | None = Field(default=None, validate_default=True)
@@ -278,6 +285,7 @@ class ScoringParams(Block):
     incremental: IncrementalParams | None = None
     backend: Literal["local", "ray"] | None = None
     ray: RayParams | None = None
+    shards: ShardParams | None = None
 
     @field_validator("refresh")
     @classmethod

@@ -247,7 +247,7 @@ def _column(samples: pd.DataFrame, name: str) -> list:
     return list(samples[name]) if name in samples.columns else [None] * len(samples)
 
 
-def summarize(per_sample: pd.DataFrame) -> pd.DataFrame:
+def accuracy_table(per_sample: pd.DataFrame) -> pd.DataFrame:
     """Accuracy overall, per source, per level and per (source, level).
 
     per_sample: columns ``source``, ``level``, ``score``, ``correct``. Returns columns ``scope``
@@ -314,7 +314,7 @@ def evaluate_generation(
     """Generate for every sample, grade it, and tabulate.
 
     Returns ``per_sample`` (sample_id, source, level, response, extracted, score, correct) in the input's
-    row order and ``summary`` (see :func:`summarize`). ``grade_options`` reach the APPS sandbox.
+    row order and ``summary`` (see :func:`accuracy_table`). ``grade_options`` reach the APPS sandbox.
     ``grader`` grades generic sources (``graders.make_grader``: a name or ``{"name": ..., "pattern": ...}``
     with name ``auto`` (default), ``exact``, ``numeric``, ``math``, ``regex`` or ``none``); GSM8K, MATH,
     reasoning-gym and APPS keep their own graders. ``none`` generates nothing: ``response``/``extracted``
@@ -359,7 +359,7 @@ def evaluate_generation(
             "correct": [bool(g.correct) for g in grades],
         }
     )
-    return per_sample, summarize(per_sample)
+    return per_sample, accuracy_table(per_sample)
 
 
 def _ungraded(model, tokenizer, samples, system, scoring_options, progress):
@@ -383,7 +383,7 @@ def _ungraded(model, tokenizer, samples, system, scoring_options, progress):
             "difficulty": scores["difficulty"].to_numpy(dtype=float),
         }
     )
-    return per_sample, summarize(per_sample)
+    return per_sample, accuracy_table(per_sample)
 
 
 # ----------------------------------------------------------------------------------------------

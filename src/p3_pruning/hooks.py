@@ -39,8 +39,11 @@ class ConfigCheckHook:
     """Check every parameter before the first node runs (a bad key costs seconds, not a scored pool),
     and the budget against the train pool as soon as the pool exists.
 
-    Also makes ``--env`` visible to the pipeline registry (``KEDRO_ENV``), which reads ``rounds``
-    from the config of the environment being run when it unrolls the rounds.
+    Also makes the run's environment visible to the pipeline registry, which reads ``rounds``,
+    ``study`` and ``sweep`` from that environment's config when it unrolls the DAG. Kedro 1.x calls
+    ``register_pipelines()`` without arguments; its own channel for the environment is
+    ``KEDRO_ENV`` (``KedroSession.create`` falls back to it, ``kedro ipython --env`` sets it), so the
+    hook sets it to the environment Kedro resolved (``--env`` over an inherited ``KEDRO_ENV``).
     """
 
     def __init__(self) -> None:
@@ -48,8 +51,8 @@ class ConfigCheckHook:
 
     @hook_impl(tryfirst=True)  # before any hook reads context.params, which builds the pipelines
     def after_context_created(self, context) -> None:
-        if context.env and not os.environ.get("KEDRO_ENV"):
-            os.environ["KEDRO_ENV"] = context.env
+        if context.env and os.environ.get("KEDRO_ENV") != context.env:
+            os.environ["KEDRO_ENV"] = context.env  # --env wins over an inherited KEDRO_ENV
         self.params = dict(context.params)
 
     @hook_impl(tryfirst=True)

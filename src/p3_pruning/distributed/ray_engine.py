@@ -339,8 +339,8 @@ def evaluate_generation_on_ray(
     **generation_options,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``evaluation.evaluate_generation`` on Ray: each worker generates and grades its rows; the driver
-    gathers ``per_sample`` in row order and tabulates ``summary`` with ``evaluation.summarize``."""
-    from p3_pruning.evaluation import evaluate_generation, summarize
+    gathers ``per_sample`` in row order and tabulates ``summary`` with ``evaluation.accuracy_table``."""
+    from p3_pruning.evaluation import accuracy_table, evaluate_generation
 
     _check_options(evaluate_generation, {**generation_options, "progress": progress}, "generation")
     per_sample = _map_pool(
@@ -353,7 +353,7 @@ def evaluate_generation_on_ray(
         ray,
         progress,
     )
-    return per_sample, summarize(per_sample)
+    return per_sample, accuracy_table(per_sample)
 
 
 __all__ = [

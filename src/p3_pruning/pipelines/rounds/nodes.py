@@ -18,6 +18,8 @@ from p3_pruning.models import load_model, policy_model
 from p3_pruning.plotting import subplots
 from p3_pruning.refresh import FULL, incremental_scores, score_until_admitted
 from p3_pruning.scoring import score_samples
+from p3_pruning.shards import DEFAULT_DIR as DEFAULT_SHARD_DIR
+from p3_pruning.shards import ShardedScoring, call_key
 from p3_pruning.stats import difficulty_level_spearman
 from p3_pruning.train_scores import empty_train_scores
 from p3_pruning.training import train_round
@@ -26,13 +28,19 @@ log = logging.getLogger(__name__)
 
 
 # keys of the scoring block that the node handles itself (the rest go to score_samples)
-NODE_SCORING_KEYS = ("candidates", "backend", "ray", "refresh", "incremental")
+NODE_SCORING_KEYS = ("candidates", "backend", "ray", "refresh", "incremental", "shards")
 NOT_CANDIDATE = "not_candidate"  # status of pool rows left out by scoring.candidates
+# keys that decide which rows are scored, or how they are shown, not their values
+_ROWS_ONLY = ("candidates", "refresh", "incremental", "shards", "progress")
 
 
 class _Scorer:
     """``scorer(rows) -> (scores, embeddings)``: those pool rows scored with the round's policy
-    (loaded once; on Ray a call per block of rows), seconds summed in ``seconds``."""
+    (loaded once; on Ray a call per block of rows), seconds summed in ``seconds``.
+
+    With ``scoring.shards.rows`` each call is written to disk in shards as it goes
+    (``p3_pruning.shards``): a rerun after a crash scores only the missing shards. ``finish()``
+    removes them once the round's scores are assembled."""
 
     def __init__(self, pool, model_params, scoring, adapter):
         self.pool, self.model_params, self.scoring, self.adapter = (
@@ -44,27 +52,53 @@ class _Scorer:
         self.options = {k: v for k, v in scoring.items() if k not in NODE_SCORING_KEYS}
         self.policy = None
         self.seconds = 0.0
+        shards = scoring.get("shards") or {}
+        self.shard_rows = shards.get("rows")
+        self.shard_dir = shards.get("dir") or DEFAULT_SHARD_DIR
+        self.calls: list[ShardedScoring] = []
 
     def __call__(self, rows: np.ndarray):
-        rows = np.asarray(rows, dtype=np.int64)
+        frame = self.pool.iloc[np.asarray(rows, dtype=np.int64)]
+        if not self.shard_rows:
+            return self._score(frame)
+        key = call_key(
+            frame,
+            model_params=self.model_params,
+            adapter=self.adapter,
+            options={k: v for k, v in self.scoring.items() if k not in _ROWS_ONLY},
+            rows=self.shard_rows,
+        )
+        call = ShardedScoring(self.shard_dir, key, self.shard_rows)
+        self.calls.append(call)
+        if self.scoring["backend"] == "ray":  # one cluster for all the call's shards
+            from p3_pruning.distributed.ray_engine import ray_cluster
+
+            with ray_cluster(self.scoring["ray"]):
+                return call.run(frame, self._score)
+        return call.run(frame, self._score)
+
+    def _score(self, frame: pd.DataFrame):
         if self.scoring["backend"] == "ray":  # one merged replica per Ray worker
             from p3_pruning.distributed.ray_engine import score_on_ray
 
             start = time.perf_counter()  # the workers' start-up and model loads count: Ray's cost
             out = score_on_ray(
-                self.model_params,
-                self.adapter,
-                self.pool.iloc[rows],
-                ray=self.scoring["ray"],
-                **self.options,
+                self.model_params, self.adapter, frame, ray=self.scoring["ray"], **self.options
             )
         else:
             if self.policy is None:
                 self.policy = policy_model(self.model_params, self.adapter, merge=True)
             start = time.perf_counter()
-            out = score_samples(*self.policy, self.pool.iloc[rows], **self.options)
+            out = score_samples(*self.policy, frame, **self.options)
         self.seconds += time.perf_counter() - start
         return out
+
+    def finish(self) -> dict:
+        """Remove the shards of every call (the result is in hand); how many were resumed."""
+        loaded = sum(c.loaded for c in self.calls)
+        for call in self.calls:
+            call.clear()
+        return {"score_shards_resumed": loaded} if self.shard_rows else {}
 
 
 def _round_percentile(pacing: dict, round_index: int, rounds: int) -> float:
@@ -139,6 +173,7 @@ def score(
         "score_candidates": len(chosen),
         "score_candidate_extensions": extensions,
         **_score_info(scores, pool, scorer.seconds, int(scores["n_tokens"].sum())),
+        **scorer.finish(),
     }
     return scores, embeddings.astype(np.float32, copy=False), info
 
@@ -192,6 +227,7 @@ def score_incremental(
         **info,
         "score_candidates": info["score_rescored"],
         **_score_info(scores, pool, scorer.seconds, info["score_tokens"]),
+        **scorer.finish(),
     }
     return scores, embeddings.astype(np.float32, copy=False), info
 
@@ -253,7 +289,7 @@ def threshold(
     return eligible, {**info, "threshold_seconds": time.perf_counter() - start}
 
 
-def select(
+def select_scored(
     scores: pd.DataFrame,
     selection: dict,
     budget: float | int,
@@ -301,9 +337,9 @@ def pick_unscored(
     round_index: int,
     rounds: int,
 ):
-    """``select`` for methods that need no scores (random, full)."""
+    """``select_scored`` for methods that need no scores (random, full)."""
     scores, _ = unscored(pool)
-    return select(
+    return select_scored(
         scores,
         selection,
         budget,
@@ -473,7 +509,7 @@ def difficulty_histogram(scores: pd.DataFrame, chosen: pd.DataFrame, threshold: 
     return fig
 
 
-def summarize(
+def summarize_round(
     select_info: dict,
     train_info: dict,
     eval_info: dict,

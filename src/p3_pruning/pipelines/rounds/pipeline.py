@@ -106,7 +106,7 @@ def _select_step(method: str, round_index: int, rounds: int, seed: int | None) -
     else:
         inputs["scores"] = "scores"
         inputs["pool"] = "train_pool"  # origin appended after the pick, never read by the selector
-        func = nodes.select
+        func = nodes.select_scored
         if traits.thresholded:
             inputs["eligible"] = "eligible"
         if traits.needs_embeddings:
@@ -201,7 +201,7 @@ def _summary_step(
     if round_index > 0:
         inputs["previous"] = "prev_selection"
     return Node(
-        func=bind(nodes.summarize, **bound),
+        func=bind(nodes.summarize_round, **bound),
         inputs=inputs,
         outputs=["summary", "difficulty_histogram"],
         name="summarize",
