@@ -14,6 +14,7 @@ ready for the README.
     kedro run --pipeline study --env study_cpu     # workspace A: five methods, seeds 0-2
     # workspace B: the same env with study: {methods: [p3, random], seeds: [3, 4, 5]}
     .venv/bin/python benchmarks/bench_study.py A B
+    .venv/bin/python benchmarks/bench_study.py A --pair p3_b20:random_b20   # arms of a budget sweep
 """
 
 from __future__ import annotations
@@ -217,9 +218,37 @@ def overlap_markdown(table: pd.DataFrame, reference: str = P3) -> str:
     return "\n".join(lines)
 
 
-def main(workspaces: list[Path]) -> pd.DataFrame:
-    table = stats.study_table(load(workspaces), references=(*REFERENCES, P3))
+def pairs_markdown(results: pd.DataFrame, pairs: list[tuple[str, str]]) -> str:
+    """Each ``(arm, reference)`` pair's paired difference (``arm`` − ``reference``, seed by seed),
+    for comparisons the main table does not make (a budget sweep's arm against the random arm of
+    the same budget)."""
+    if not pairs:
+        return ""
+    references = tuple(dict.fromkeys(ref for _, ref in pairs))
+    table = stats.study_table(results, references=references).set_index("method", drop=False)
+    lines = [
+        "| arm | against | arm accuracy | reference accuracy | paired difference (95 %), MDD, points |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for arm, ref in pairs:
+        for name in (arm, ref):
+            if name not in table.index:
+                raise ValueError(f"--pair {arm}:{ref}: no arm {name!r} in the studies")
+        lines.append(
+            f"| {arm} | {ref} | {_pct(table.loc[arm, 'mean'])} % | {_pct(table.loc[ref, 'mean'])} % "
+            f"| {_diff(table.loc[arm], ref)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(workspaces: list[Path], pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    results = load(workspaces)
+    table = stats.study_table(results, references=(*REFERENCES, P3))
     print(markdown(table))
+    paired = pairs_markdown(results, pairs or [])
+    if paired:
+        print("\nPaired comparisons asked for:\n")
+        print(paired)
     audit = audit_markdown(load_audit(workspaces))
     if audit:
         print("\nSelection audit (means over seeds):\n")
@@ -236,4 +265,12 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("workspaces", type=Path, nargs="+", help="finished study workspaces")
-    main(parser.parse_args().workspaces)
+    parser.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="ARM:REFERENCE",
+        help="also print ARM - REFERENCE paired by seed (e.g. p3_b20:random_b20); repeatable",
+    )
+    args = parser.parse_args()
+    main(args.workspaces, [tuple(p.split(":", 1)) for p in args.pair])

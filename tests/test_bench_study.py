@@ -156,3 +156,14 @@ def test_variants_of_p3_are_compared_with_its_selections_seed_by_seed(tmp_path):
     row = table.iloc[0]
     assert (row["seeds"], row["overlap"], row["min"], row["scored"]) == (2, 0.875, 0.75, 4)
     assert "| p3_incremental | 2 | 2 | 87.5 (75.0) | 4 |" in bench.overlap_markdown(table)
+
+
+def test_pairs_compare_arms_the_main_table_does_not(tmp_path, capsys):
+    rows = [("p3_b20", 0, 0.30), ("random_b20", 0, 0.25), ("p3_b20", 1, 0.40)]
+    rows += [("random_b20", 1, 0.25), ("random", 0, 0.2), ("random", 1, 0.2)]
+    a = write(tmp_path / "a", results(rows))
+    bench.main([a], [("p3_b20", "random_b20")])
+    out = capsys.readouterr().out
+    assert "| p3_b20 | random_b20 | 35.0 % | 25.0 % | +10.0 (" in out
+    with pytest.raises(ValueError, match="no arm 'p3_b10'"):
+        bench.pairs_markdown(bench.load([a]), [("p3_b10", "random_b20")])
