@@ -8,6 +8,11 @@ folder on ``sys.path`` before collecting them.
 
 from __future__ import annotations
 
+import os
+
+import pytest
+import torch
+
 from p3_pruning.config import merge_block
 from p3_pruning.workspace import PROJECT_ROOT
 
@@ -18,6 +23,21 @@ TINY_RUN = {
     "cheap_eval": {"max_samples": 4, "progress": False},
     "generation": {"max_new_tokens": 12, "batch_size": 8, "progress": False},
 }
+
+# Under pytest-xdist (``-n N``) each worker takes its share of the cores: N workers with a thread
+# per core each oversubscribe the machine and slow every test down several-fold. Set after
+# collection (test modules set their own count at import) and for the processes tests start.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+if WORKERS > 1:
+    THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _share_the_cores():
+    if WORKERS > 1:
+        torch.set_num_threads(THREADS)
+    yield
 
 
 def tiny_run(**overrides) -> dict:
