@@ -29,6 +29,7 @@ import pandas as pd
 
 from p3_pruning import namespaces, stats
 from p3_pruning.audit import audit_summary, audit_table
+from p3_pruning.compute import stage_flops
 from p3_pruning.methods import P3, REFERENCES
 from p3_pruning.workspace import latest_version
 
@@ -241,6 +242,56 @@ def pairs_markdown(results: pd.DataFrame, pairs: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def cost_model_markdown(
+    selections: dict, reference: str = P3, pool: int = 1000, budgets=(0.2, 0.1)
+) -> str:
+    """Scoring against training FLOPs of one round at ``budgets`` of a ``pool``-sample pool, from
+    the study's own token counts: ``reference``'s scoring tokens a sample (round 1: the whole pool)
+    and training tokens a trained sample, and for each arm that refreshes incrementally (its
+    summaries count ``score_rescored``) the share of a full rescoring's tokens it read (rounds 2 on,
+    against ``reference`` at the same seed and round). Empty when no arm refreshes incrementally."""
+    ref = {(seed, r): s for (arm, seed, r), (_, s) in selections.items() if arm == reference}
+    shares: dict[str, list[float]] = {}
+    for (arm, seed, round_), (_, summary) in sorted(selections.items()):
+        full = ref.get((seed, round_))
+        if round_ > 1 and "score_rescored" in summary and full and full.get("score_tokens"):
+            shares.setdefault(arm, []).append(summary["score_tokens"] / full["score_tokens"])
+    if not shares or not ref:
+        return ""
+    first = [s for (_, r), s in ref.items() if r == 1]
+    per_scored = sum(s["score_tokens"] for s in first) / sum(s["score_candidates"] for s in first)
+    trained = [s for s in ref.values() if s.get("selected")]
+    per_trained = sum(s["train_n_input_tokens"] for s in trained) / sum(
+        s["selected"] for s in trained
+    )
+    P, L = int(first[0]["train_params"]), int(first[0]["train_lora_params"])
+    lines = [
+        f"Cost model, a pool of {pool:,} ({per_scored:.0f} tokens a sample scored, "
+        f"{per_trained:.0f} a sample trained, P = {P:,}, P_lora = {L:,}): scoring FLOPs of a "
+        "round / training FLOPs of a round",
+        "",
+        "| scoring | share of a full rescoring read | "
+        + " | ".join(f"budget {b:.0%}" for b in budgets)
+        + " |",
+        "| --- | --- |" + " --- |" * len(budgets),
+    ]
+    ratios = []
+    for b in budgets:
+        score = stage_flops("score", pool * per_scored, P)
+        ratios.append(score / stage_flops("train", b * pool * per_trained, P, L))
+    lines.append(
+        f"| full ({reference}) | 100 % | " + " | ".join(f"{r:.2f}×" for r in ratios) + " |"
+    )
+    for arm, values in shares.items():
+        share = sum(values) / len(values)
+        lines.append(
+            f"| {arm} (rounds 2+, {len(values)} rounds) | {100 * share:.0f} % | "
+            + " | ".join(f"{share * r:.2f}×" for r in ratios)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def main(workspaces: list[Path], pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
     results = load(workspaces)
     table = stats.study_table(results, references=(*REFERENCES, P3))
@@ -253,10 +304,14 @@ def main(workspaces: list[Path], pairs: list[tuple[str, str]] | None = None) -> 
     if audit:
         print("\nSelection audit (means over seeds):\n")
         print(audit)
-    overlap = overlap_markdown(overlap_table(load_selections(workspaces)))
+    selections = load_selections(workspaces)
+    overlap = overlap_markdown(overlap_table(selections))
     if overlap:
         print(f"\nVariants of {P3} against it, seed by seed:\n")
         print(overlap)
+    costs = cost_model_markdown(selections)
+    if costs:
+        print(f"\n{costs}")
     return table
 
 

@@ -133,10 +133,21 @@ def test_variants_of_p3_are_compared_with_its_selections_seed_by_seed(tmp_path):
     import json
 
     def round_(ws, chain, e, method, ids, scored):
+        summary = {
+            "method": method,
+            "score_candidates": scored,
+            "score_tokens": 100 * scored,  # 100 tokens a scored sample
+            "selected": len(ids),
+            "train_n_input_tokens": 50 * len(ids),
+            "train_params": 1000,
+            "train_lora_params": 0,
+        }
+        if chain.startswith("p3_incremental") and e > 1:
+            summary["score_rescored"] = scored
         for relpath, write_one in (
             (
                 bench.REPORTING / chain / f"round_{e}" / "summary.json",
-                lambda p: p.write_text(json.dumps({"method": method, "score_candidates": scored})),
+                lambda p: p.write_text(json.dumps(summary)),
             ),
             (
                 bench.SELECTIONS / chain / f"round_{e}" / "selection.parquet",
@@ -156,6 +167,13 @@ def test_variants_of_p3_are_compared_with_its_selections_seed_by_seed(tmp_path):
     row = table.iloc[0]
     assert (row["seeds"], row["overlap"], row["min"], row["scored"]) == (2, 0.875, 0.75, 4)
     assert "| p3_incremental | 2 | 2 | 87.5 (75.0) | 4 |" in bench.overlap_markdown(table)
+    for seed in (0, 1):
+        round_("a", f"p3.seed_{seed}", 1, "p3", list("abcd"), 10)
+    costs = bench.cost_model_markdown(bench.load_selections([tmp_path / "a"]), pool=1000)
+    # scoring 1,000 x 100 tokens at 2P against training 0.2 x 1,000 x 50 tokens at 4P: 5x;
+    # the incremental arm read 4 of 10 samples' tokens in round 2: 0.4 x 5 = 2x
+    assert "| full (p3) | 100 % | 5.00× | 10.00× |" in costs
+    assert "| p3_incremental (rounds 2+, 2 rounds) | 40 % | 2.00× | 4.00× |" in costs
 
 
 def test_pairs_compare_arms_the_main_table_does_not(tmp_path, capsys):
