@@ -271,7 +271,7 @@ def cost_model_markdown(
         "round / training FLOPs of a round",
         "",
         "| scoring | share of a full rescoring read | "
-        + " | ".join(f"budget {b:.0%}" for b in budgets)
+        + " | ".join(f"budget {100 * b:.0f} %" for b in budgets)
         + " |",
         "| --- | --- |" + " --- |" * len(budgets),
     ]

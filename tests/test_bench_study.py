@@ -172,7 +172,10 @@ def test_variants_of_p3_are_compared_with_its_selections_seed_by_seed(tmp_path):
     costs = bench.cost_model_markdown(bench.load_selections([tmp_path / "a"]), pool=1000)
     # scoring 1,000 x 100 tokens at 2P against training 0.2 x 1,000 x 50 tokens at 4P: 5x;
     # the incremental arm read 4 of 10 samples' tokens in round 2: 0.4 x 5 = 2x
-    assert "| full (p3) | 100 % | 5.00× | 10.00× |" in costs
+    assert (
+        "| budget 20 % | budget 10 % |" in costs
+        and "| full (p3) | 100 % | 5.00× | 10.00× |" in costs
+    )
     assert "| p3_incremental (rounds 2+, 2 rounds) | 40 % | 2.00× | 4.00× |" in costs
 
 
