@@ -111,3 +111,20 @@ def test_a_signalled_run_is_ended_as_killed_at_once(store, name, code):
         assert "KeyboardInterrupt" in done.stderr
     run = client.get_run(done.stdout.split()[0])
     assert run.info.status == "KILLED" and run.info.end_time is not None
+
+
+def test_an_ignored_signal_stays_ignored():
+    """Under nohup SIGHUP is ignored: the run goes on, so its MLflow run must not be ended."""
+    import signal
+
+    from p3_pruning.hooks import end_run_on_signals, restore_signals
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        previous = end_run_on_signals("some-run")
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN and signal.SIGHUP not in previous
+        assert callable(signal.getsignal(signal.SIGTERM))  # the others are caught
+        restore_signals(previous)
+        assert signal.getsignal(signal.SIGTERM) == previous[signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGHUP, before)

@@ -198,7 +198,8 @@ class MlflowRoundsHook:
     (tag ``round_summary``), a child run named after the round's namespace with every metric the
     round measured, params and tags (method, arm, round, seed, budget, rounds and the settings of
     its rounds, an arm's overrides merged in) so
-    ``mlflow.search_runs(filter_string="params.method = 'p3'")`` and the UI's compare view work, its selection table and its difficulty histogram, tokens and FLOPs per stage
+    ``mlflow.search_runs(filter_string="params.method = 'p3'")`` and the UI's compare view work,
+    its selection table and its difficulty histogram, tokens and FLOPs per stage
     (``compute/*``, ``p3_pruning.tracking``) and the readable selection page (``selection.md``, tag
     ``selection_view``). Final evaluations (tag ``final_eval``) get a child run too, with the
     whole run's compute (``run_compute/*``: the method's rounds and the evaluation) beside its
@@ -461,11 +462,14 @@ SIGNALS = tuple(
 def end_run_on_signals(run_id: str) -> dict[int, object]:
     """Install handlers that set the MLflow run ``run_id`` to KILLED on SIGTERM, SIGHUP or SIGINT,
     then hand the signal to the handler that was there before (its default: the process ends;
-    SIGINT's: ``KeyboardInterrupt``). Returns the previous handlers, for
+    SIGINT's: ``KeyboardInterrupt``). A signal the process ignores (SIGHUP under ``nohup``) stays
+    ignored: the run goes on, so its MLflow run must too. Returns the previous handlers, for
     :func:`restore_signals`; ``{}`` off the main thread, where Python cannot install them."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    previous = {
+        sig: signal.getsignal(sig) for sig in SIGNALS if signal.getsignal(sig) != signal.SIG_IGN
+    }
 
     def handler(signum, frame):
         restore_signals(previous)  # a second signal is not caught again
@@ -483,11 +487,11 @@ def end_run_on_signals(run_id: str) -> dict[int, object]:
         before = previous[signum]
         if callable(before):
             before(signum, frame)
-        elif before != signal.SIG_IGN:  # SIG_DFL (or unknown): the default action, re-raised
+        else:  # SIG_DFL (or a handler Python did not install): the default action, re-raised
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
 
-    for sig in SIGNALS:
+    for sig in previous:
         signal.signal(sig, handler)
     return previous
 
