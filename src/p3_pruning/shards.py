@@ -90,6 +90,8 @@ class ShardedScoring:
         return self.folder / f"shard_{index:06d}"
 
     def run(self, samples: pd.DataFrame, scorer: Scorer) -> tuple[pd.DataFrame, np.ndarray]:
+        if len(samples) == 0:  # nothing to keep: the scorer says what an empty call gives
+            return scorer(samples)
         starts = range(0, len(samples), self.rows)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._remove_partial()
