@@ -63,6 +63,7 @@ def register_pipelines() -> dict[str, Pipeline]:
             rounds=n_rounds,
             arms=plan.get("arms"),
             refresh=refresh,
+            candidates=(params.get("scoring") or {}).get("candidates") is not None,
         )
     where = params.get("sweep") or {}
     if where:

@@ -174,3 +174,12 @@ def test_an_arm_that_changes_only_later_rounds_reads_the_shared_round_1_scoring(
     second = next(n for n in plan.nodes if n.name == "p3_incremental.seed_0.round_2.score")
     assert "base.seed_0.round_1.scores" in second.inputs  # the stale values it refreshes
     assert "p3_incremental.seed_0.round_1.train_scores" in second.inputs
+
+
+def test_with_candidates_an_arm_of_another_budget_scores_its_own_round_1():
+    arms = {"p3_b20": {"method": "p3", "budget": 0.2}, "p3_easy": {"method": "p3", "selection": {}}}
+    for candidates, own in ((False, False), (True, True)):
+        plan = study_pipeline(["p3"], [0], rounds=2, arms=arms, candidates=candidates)
+        scorers = {n.name for n in plan.nodes if n.name.endswith(".round_1.score")}
+        assert ("p3_b20.seed_0.round_1.score" in scorers) is own  # its top-up needs its budget
+        assert "p3_easy.seed_0.round_1.score" not in scorers  # selection: round 1 is the same

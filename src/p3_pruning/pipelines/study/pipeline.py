@@ -54,11 +54,15 @@ def study_arms(methods, seeds, arms: dict | None = None) -> list[Arm]:
 ROUND_ONE_NEUTRAL = frozenset({"refresh", "incremental", "progress"})
 
 
-def shares_first_scores(arm: Arm) -> bool:
+def shares_first_scores(arm: Arm, candidates: bool = False) -> bool:
     """Whether ``arm``'s round 1 reads the seed's shared base scoring: it scores (its method does),
     and its ``scoring`` override, if any, changes nothing round 1 computes (``refresh: incremental``
-    differs from ``full`` only from round 2 on)."""
+    differs from ``full`` only from round 2 on). With ``candidates`` (the run scores a subset,
+    topped up until the budget passes the threshold), round 1 also depends on the budget and the
+    pacing: an arm overriding either scores its own."""
     own = arm.overrides.get("scoring") or {}
+    if candidates and {"budget", "pacing"} & set(arm.overrides):
+        return False
     return method_traits(arm.method).scores and set(own) <= ROUND_ONE_NEUTRAL
 
 
@@ -81,7 +85,7 @@ def settings_pipeline(arm: Arm) -> tuple[Pipeline, dict[str, str]]:
     return Pipeline(steps), blocks
 
 
-def report_pipeline(arms: list[Arm], rounds: int) -> Pipeline:
+def report_pipeline(arms: list[Arm], rounds: int, candidates: bool = False) -> Pipeline:
     inputs = {report_key(BASE, None, FINAL): f"{final_namespace(BASE)}.metrics"}
     inputs["train_pool"] = "train_pool"
     for arm in arms:
@@ -94,7 +98,7 @@ def report_pipeline(arms: list[Arm], rounds: int) -> Pipeline:
     for arm in (a for a in arms if method_traits(a.method).scoring == "rescore"):
         first = arm.seeds[0]
         for e in range(rounds):
-            shared = e == 0 and shares_first_scores(arm)
+            shared = e == 0 and shares_first_scores(arm, candidates)
             scored_by = round_namespace(BASE if shared else arm.name, e, first)
             inputs[report_key(arm.name, first, "scores", e + 1)] = f"{scored_by}.scores"
     return Pipeline(
@@ -126,19 +130,29 @@ def arm_refresh(arm: Arm, refresh: str = FULL) -> str:
 
 
 def create_pipeline(
-    methods, seeds, *, rounds: int, arms: dict | None = None, refresh: str = FULL
+    methods,
+    seeds,
+    *,
+    rounds: int,
+    arms: dict | None = None,
+    refresh: str = FULL,
+    candidates: bool = False,
 ) -> Pipeline:
-    """``refresh``: the run's ``scoring.refresh`` (an arm's ``scoring`` override may set its own)."""
+    """``refresh``: the run's ``scoring.refresh`` (an arm's ``scoring`` override may set its own).
+    ``candidates``: whether the run's scoring block sets ``candidates`` (see
+    :func:`shares_first_scores`)."""
     all_arms = study_arms(list(methods), [int(s) for s in seeds], arms)
     if not all_arms or not seeds:
         raise ValueError("a study needs at least one arm (study.methods or study.arms) and seed")
     parts = []
-    shared_seeds = sorted({s for arm in all_arms if shares_first_scores(arm) for s in arm.seeds})
+    shared_seeds = sorted(
+        {s for arm in all_arms if shares_first_scores(arm, candidates) for s in arm.seeds}
+    )
     parts += [base_scoring_pipeline(s, rounds) for s in shared_seeds]  # one base scoring per seed
     for arm in all_arms:
         settings, blocks = settings_pipeline(arm)
         parts.append(settings)
-        shared = shares_first_scores(arm)
+        shared = shares_first_scores(arm, candidates)
         for s in arm.seeds:
             rounds_of = rounds_pipeline(
                 arm.method,
@@ -150,5 +164,5 @@ def create_pipeline(
                 refresh=arm_refresh(arm, refresh),
             )
             parts += [rounds_of, final_pipeline(arm.name, rounds, seed=s)]
-    parts += [final_pipeline(BASE, rounds), report_pipeline(all_arms, rounds)]
+    parts += [final_pipeline(BASE, rounds), report_pipeline(all_arms, rounds, candidates)]
     return sum(parts, Pipeline([]))
