@@ -42,19 +42,15 @@ def adapter_fingerprint(adapter) -> str:
     """SHA-256 of a ``LoraAdapter``'s config and weights (``"none"`` for the base model)."""
     if adapter is None:
         return "none"
+    import torch
+
     digest = hashlib.sha256(json.dumps(adapter.config, sort_keys=True, default=str).encode())
     for name in sorted(adapter.state_dict):
         tensor = adapter.state_dict[name].detach().cpu().contiguous()
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
+        digest.update(tensor.view(-1).view(dtype=torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def _byte_dtype():
-    import torch
-
-    return torch.uint8
 
 
 def call_key(
