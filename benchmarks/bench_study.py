@@ -118,19 +118,29 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def load_audit(workspaces: list[Path]) -> pd.DataFrame:
-    """The workspaces' selection audits (one row per arm, seed, round, origin) as one table, read
-    from every round summary of every ``<arm>.seed_<s>`` chain (newest version each), so studies
-    written by any version of the report pool alike; empty when no summary carries an audit."""
-    summaries = []
+def round_summaries(workspaces: list[Path]):
+    """``(workspace, chain folder, round folder, place, summary)`` for every round summary of every
+    ``<arm>.seed_<s>`` chain (newest version each)."""
     for workspace in workspaces:
         for folder in sorted((workspace / REPORTING).glob("*.seed_*/round_*/summary.json")):
-            place = namespaces.parse(f"{folder.parent.parent.name}.{folder.parent.name}")
+            chain, round_folder = folder.parent.parent.name, folder.parent.name
+            place = namespaces.parse(f"{chain}.{round_folder}")
             summary = json.loads(
                 latest_version(workspace, folder.relative_to(workspace)).read_text()
             )
-            summaries.append({**summary, "method": place.arm, "seed": place.seed})
-    return audit_table(summaries)
+            yield workspace, chain, round_folder, place, summary
+
+
+def load_audit(workspaces: list[Path]) -> pd.DataFrame:
+    """The workspaces' selection audits (one row per arm, seed, round, origin) as one table, read
+    from the round summaries, so studies written by any version of the report pool alike; empty
+    when no summary carries an audit."""
+    return audit_table(
+        [
+            {**summary, "method": place.arm, "seed": place.seed}
+            for *_, place, summary in round_summaries(workspaces)
+        ]
+    )
 
 
 def audit_markdown(audit: pd.DataFrame) -> str:
@@ -155,18 +165,12 @@ def audit_markdown(audit: pd.DataFrame) -> str:
 def load_selections(workspaces: list[Path]) -> dict[tuple[str, int, int], tuple[set, dict]]:
     """``{(arm, seed, round): (selected sample ids, round summary)}`` of every study round."""
     out = {}
-    for workspace in workspaces:
-        for folder in sorted((workspace / REPORTING).glob("*.seed_*/round_*/summary.json")):
-            chain, round_folder = folder.parent.parent.name, folder.parent.name
-            place = namespaces.parse(f"{chain}.{round_folder}")
-            summary = json.loads(
-                latest_version(workspace, folder.relative_to(workspace)).read_text()
-            )
-            selection = latest_version(
-                workspace, SELECTIONS / chain / round_folder / "selection.parquet"
-            )
-            ids = set(pd.read_parquet(selection, columns=["sample_id"])["sample_id"])
-            out[(place.arm, place.seed, place.round)] = (ids, summary)
+    for workspace, chain, round_folder, place, summary in round_summaries(workspaces):
+        selection = latest_version(
+            workspace, SELECTIONS / chain / round_folder / "selection.parquet"
+        )
+        ids = set(pd.read_parquet(selection, columns=["sample_id"])["sample_id"])
+        out[(place.arm, place.seed, place.round)] = (ids, summary)
     return out
 
 
