@@ -8,8 +8,9 @@ binomial stderr within a seed, the paired difference against ``random``, ``full`
 by seed with its minimum detectable difference at 80 % power (MDD), accuracy per level, samples
 trained, estimated FLOPs (total and by stage) with their ratio to ``random``'s, and wall seconds;
 then, for composed pools, the selection audit pooled over the workspaces (share of each origin in
-the pool and in each arm's selection per round, AUROC of difficulty against clean). Markdown,
-ready for the README.
+the pool and in each arm's selection per round, AUROC of difficulty against clean) and, for pools
+with near-duplicates, the distinct problems per selected row, read off the selection tables.
+Markdown, ready for the README.
 
     kedro run --pipeline study --env study_cpu     # workspace A: five methods, seeds 0-2
     # workspace B: the same env with study: {methods: [p3, random], seeds: [3, 4, 5]}
@@ -28,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from p3_pruning import namespaces, stats
-from p3_pruning.audit import audit_summary, audit_table
+from p3_pruning.audit import POOL_SHARE, audit_summary, audit_table, distinct_share
 from p3_pruning.compute import stage_flops
 from p3_pruning.methods import P3, REFERENCES
 from p3_pruning.workspace import latest_version
@@ -174,6 +175,45 @@ def load_selections(workspaces: list[Path]) -> dict[tuple[str, int, int], tuple[
     return out
 
 
+def distinct_table(selections: dict) -> pd.DataFrame:
+    """Per arm and round, over the rounds whose pool held near-duplicates: distinct problems per
+    selected row (``audit.distinct_share``; mean, min and max over seeds), computed from the
+    selection tables, so workspaces written before the audit carried it pool alike."""
+    rows = [
+        {"arm": arm, "round": round_, "seed": seed, "distinct": distinct_share(ids)}
+        for (arm, seed, round_), (ids, summary) in sorted(selections.items())
+        if summary.get(f"{POOL_SHARE}/duplicate", 0) > 0 and ids
+    ]
+    if not rows:
+        return pd.DataFrame(columns=["arm", "round", "seeds", "distinct", "min", "max"])
+    return (
+        pd.DataFrame(rows)
+        .groupby(["arm", "round"])
+        .agg(
+            seeds=("seed", "nunique"),
+            distinct=("distinct", "mean"),
+            min=("distinct", "min"),
+            max=("distinct", "max"),
+        )
+        .reset_index()
+    )
+
+
+def distinct_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return ""
+    lines = [
+        "| arm | round | seeds | distinct problems per selected row (mean, min – max) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for _, row in table.iterrows():
+        lines.append(
+            f"| {row['arm']} | {int(row['round'])} | {int(row['seeds'])} "
+            f"| {_pct(row['distinct'])} ({_pct(row['min'])} – {_pct(row['max'])}) |"
+        )
+    return "\n".join(lines)
+
+
 def overlap_table(selections: dict, reference: str = P3) -> pd.DataFrame:
     """Per arm running ``reference``'s method (not ``reference`` itself) and round: how much of its
     selection ``reference``'s selection of the same seed and round also holds (|A ∩ B| / |A|,
@@ -309,6 +349,10 @@ def main(workspaces: list[Path], pairs: list[tuple[str, str]] | None = None) -> 
         print("\nSelection audit (means over seeds):\n")
         print(audit)
     selections = load_selections(workspaces)
+    distinct = distinct_markdown(distinct_table(selections))
+    if distinct:
+        print("\nRedundancy of the selections (a near-duplicate and its source count once):\n")
+        print(distinct)
     overlap = overlap_markdown(overlap_table(selections))
     if overlap:
         print(f"\nVariants of {P3} against it, seed by seed:\n")

@@ -179,6 +179,36 @@ def test_variants_of_p3_are_compared_with_its_selections_seed_by_seed(tmp_path):
     assert "| p3_incremental (rounds 2+, 2 rounds) | 40 % | 2.00× | 4.00× |" in costs
 
 
+def test_redundancy_of_selections_is_read_off_the_selection_tables(tmp_path):
+    import json
+
+    def round_(chain, ids, duplicates=0.5):
+        summary = {"method": chain.split(".")[0], "audit_pool_share/duplicate": duplicates}
+        for relpath, write_one in (
+            (
+                bench.REPORTING / chain / "round_1" / "summary.json",
+                lambda p: p.write_text(json.dumps(summary)),
+            ),
+            (
+                bench.SELECTIONS / chain / "round_1" / "selection.parquet",
+                lambda p: pd.DataFrame({"sample_id": ids}).to_parquet(p),
+            ),
+        ):
+            folder = tmp_path / relpath / VERSION
+            folder.mkdir(parents=True)
+            write_one(folder / relpath.name)
+
+    round_("p3.seed_0", ["a", "b", "c", "d"])
+    round_("p3.seed_1", ["a", "a~dup0", "c", "d"])
+    round_("random.seed_0", ["a", "a~dup0", "c", "c~dup3"])
+    round_("spl.seed_0", ["a", "a~dup0"], duplicates=0)  # no near-duplicates in its pool
+    table = bench.distinct_table(bench.load_selections([tmp_path]))
+    assert list(table["arm"]) == ["p3", "random"]
+    text = bench.distinct_markdown(table)
+    assert "| p3 | 1 | 2 | 87.5 (75.0 – 100.0) |" in text
+    assert "| random | 1 | 1 | 50.0 (50.0 – 50.0) |" in text
+
+
 def test_pairs_compare_arms_the_main_table_does_not(tmp_path, capsys):
     rows = [("p3_b20", 0, 0.30), ("random_b20", 0, 0.25), ("p3_b20", 1, 0.40)]
     rows += [("random_b20", 1, 0.25), ("random", 0, 0.2), ("random", 1, 0.2)]

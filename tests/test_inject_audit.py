@@ -11,7 +11,7 @@ import pytest
 from p3_pruning import methods, strategies
 from p3_pruning.audit import audit_summary, audit_table, auroc, selection_audit, with_origin
 from p3_pruning.data import SAMPLE_COLUMNS, check_steps, generate_default
-from p3_pruning.data.inject import compose_pool, corrupt_steps, origin_counts
+from p3_pruning.data.inject import compose_pool, corrupt_steps, origin_counts, problem_of
 from p3_pruning.pipelines.rounds import nodes
 
 
@@ -80,14 +80,33 @@ def test_near_duplicates_are_the_same_problem_reworded(pool):
     originals = pool.set_index("sample_id")
     assert len(dups) == 30
     for _, row in dups.iterrows():
-        source = originals.loc[row["sample_id"].split("~dup")[0]]
+        source = originals.loc[problem_of(row["sample_id"])]
         assert row["answer"] == source["answer"]  # same value
         assert row["prompt"] != source["prompt"]  # reworded (and reordered)
         assert check_steps(row["response"]) == int(source["answer"])  # a correct solution
     exact = compose_pool(pool, seed=2, duplicate=0.5, exact_duplicates=True)
     copies = exact[exact["origin"] == "duplicate"]
     for _, row in copies.iterrows():
-        assert row["prompt"] == originals.loc[row["sample_id"].split("~dup")[0], "prompt"]
+        assert row["prompt"] == originals.loc[problem_of(row["sample_id"]), "prompt"]
+
+
+def test_the_audit_counts_a_problem_and_its_near_duplicates_once(pool):
+    out = compose_pool(pool, seed=2, duplicate=0.5)
+    dup = out.loc[out["origin"] == "duplicate", "sample_id"].iloc[0]
+    source, other = problem_of(dup), out.loc[out["origin"] == "clean", "sample_id"]
+    other = other[other != source].iloc[0]
+    assert problem_of(source) == source and problem_of(f"{source}~dupe") == f"{source}~dupe"
+    chosen = pd.DataFrame({"sample_id": [dup, source, other, other + "~dup7"]})
+    audit = selection_audit(out, chosen)
+    assert audit["audit_distinct_share/pool"] == pytest.approx(30 / 60)  # 30 problems, twice each
+    assert audit["audit_distinct_share/selection"] == pytest.approx(2 / 4)
+    table = audit_table([{"method": "p3", "seed": 0, "round": 1, **audit}])
+    row = table[table["origin"] == "duplicate"].iloc[0]
+    assert (row["pool_distinct"], row["selected_distinct"]) == (0.5, 0.5)
+    assert table.loc[table["origin"] == "clean", "selected_distinct"].isna().all()
+    assert audit_summary(table)["selected_distinct"].notna().sum() == 1
+    # a pool without near-duplicates has no distinct share to report
+    assert not any("distinct" in key for key in selection_audit(pool, chosen.head(1)))
 
 
 def test_off_task_and_too_hard(pool):

@@ -11,7 +11,11 @@ noise, duplicate, off_task, too_hard). For one round of one method the audit mea
   the clean rows (samples with finite difficulty): P(d_origin > d_clean) + ½ P(tie). 0.5: the
   difficulty does not tell them apart; above 0.5 the origin looks harder than clean data, so an
   easy-first threshold keeps it out while a "prefer the harder" quality draws it in. NaN for a
-  method that never scores.
+  method that never scores;
+- ``audit_distinct_share/pool`` and ``audit_distinct_share/selection``, for a pool with
+  near-duplicates only: distinct problems per row (a near-duplicate and its source count once,
+  ``inject.problem_of``). 1.0: nothing repeats. A pool of 50 % duplicates is 0.5; a random
+  selection of 60 of its 150 rows holds about 0.8; a selector that avoids redundancy nears 1.0.
 
 Origins absent from the pool are left out; a pool without an ``origin`` column is all clean.
 The audit is the only reader of ``origin``; no selector may read it.
@@ -25,13 +29,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from p3_pruning.data.inject import CLEAN, ORIGIN, ORIGINS
+from p3_pruning.data.inject import CLEAN, ORIGIN, ORIGINS, problem_of
 from p3_pruning.plotting import subplots
 
 POOL_SHARE = "audit_pool_share"
 SELECTED_SHARE = "audit_selected_share"
 AUROC = "audit_auroc"
-AUDIT_PREFIXES = (POOL_SHARE, SELECTED_SHARE, AUROC)
+DISTINCT_SHARE = "audit_distinct_share"
+AUDIT_PREFIXES = (POOL_SHARE, SELECTED_SHARE, AUROC, DISTINCT_SHARE)
 
 
 def auroc(positive, negative) -> float:
@@ -44,6 +49,14 @@ def auroc(positive, negative) -> float:
     ranks = rankdata(np.concatenate([pos, neg]))
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
     return float(u / (len(pos) * len(neg)))
+
+
+def distinct_share(sample_ids) -> float:
+    """Distinct problems per row among ``sample_ids`` (module doc); NaN when there are none."""
+    ids = list(sample_ids)
+    if not ids:
+        return math.nan
+    return len({problem_of(i) for i in ids}) / len(ids)
 
 
 def origins_of(pool: pd.DataFrame) -> pd.Series:
@@ -74,6 +87,9 @@ def selection_audit(
         out[f"{SELECTED_SHARE}/{name}"] = (
             float((chosen == name).mean()) if len(chosen) else math.nan
         )
+    if "duplicate" in present:
+        out[f"{DISTINCT_SHARE}/pool"] = distinct_share(pool["sample_id"])
+        out[f"{DISTINCT_SHARE}/selection"] = distinct_share(selection["sample_id"])
     if scores is None or "difficulty" not in scores.columns:
         return {**out, **{f"{AUROC}/{n}": math.nan for n in present if n != CLEAN}}
     d = pd.Series(scores["difficulty"].to_numpy(dtype=np.float64), index=scores["sample_id"])
@@ -88,7 +104,8 @@ def selection_audit(
 
 def audit_table(summaries: list[dict]) -> pd.DataFrame:
     """Long table ``method, seed, round, origin, pool_share, selected_share, auroc`` from round
-    summaries that carry the audit (rows only for origins the pool had)."""
+    summaries that carry the audit (rows only for origins the pool had); on the ``duplicate``
+    rows also ``pool_distinct`` / ``selected_distinct`` (the distinct shares, NaN elsewhere)."""
     rows = []
     for summary in summaries:
         for name in ORIGINS:
@@ -104,10 +121,28 @@ def audit_table(summaries: list[dict]) -> pd.DataFrame:
                     "pool_share": float(summary[key]),
                     "selected_share": float(summary.get(f"{SELECTED_SHARE}/{name}", math.nan)),
                     "auroc": float(summary.get(f"{AUROC}/{name}", math.nan)),
+                    "pool_distinct": _distinct(summary, name, "pool"),
+                    "selected_distinct": _distinct(summary, name, "selection"),
                 }
             )
-    columns = ["method", "seed", "round", "origin", "pool_share", "selected_share", "auroc"]
+    columns = [
+        "method",
+        "seed",
+        "round",
+        "origin",
+        "pool_share",
+        "selected_share",
+        "auroc",
+        "pool_distinct",
+        "selected_distinct",
+    ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _distinct(summary: dict, origin: str, side: str) -> float:
+    if origin != "duplicate":
+        return math.nan
+    return float(summary.get(f"{DISTINCT_SHARE}/{side}", math.nan))
 
 
 def audit_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +150,9 @@ def audit_summary(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return table.assign(seeds=pd.Series(dtype=int))
     grouped = table.groupby(["method", "round", "origin"], sort=False)
-    out = grouped[["pool_share", "selected_share", "auroc"]].mean()
+    out = grouped[
+        ["pool_share", "selected_share", "auroc", "pool_distinct", "selected_distinct"]
+    ].mean()
     out["seeds"] = grouped["seed"].nunique()
     return out.reset_index()
 

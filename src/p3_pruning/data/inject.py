@@ -13,7 +13,8 @@ with and without composition. Kinds, each a fraction of the composed pool:
 - ``duplicate``: a near-duplicate of a kept clean row. Default task: the same problem with its
   terms reordered (``4 - 1 - 7`` → ``-7 + 4 - 1``, ``23 * 47`` → ``47 * 23``), its lead-in
   re-worded and its step solution rewritten for the new order; other sources: a re-worded
-  lead-in. ``exact_duplicates: true`` copies the row as it is (under a new id).
+  lead-in. ``exact_duplicates: true`` copies the row as it is. A copy's id is its source's id
+  with ``~dup<k>`` appended, so ``problem_of`` groups a problem with its copies.
 - ``off_task``: samples of other reasoning-gym families (``off_task_tasks``, by default
   ``spell_backward`` and ``letter_counting``) whose question and bare-answer response the
   evaluation never asks for.
@@ -28,6 +29,7 @@ No selector reads ``origin``: scoring, thresholds and pickers see only scores an
 from __future__ import annotations
 
 import json
+import re
 import zlib
 
 import numpy as np
@@ -48,6 +50,8 @@ ORIGIN = "origin"
 CLEAN = "clean"
 KINDS = ("noise", "duplicate", "off_task", "too_hard")
 ORIGINS = (CLEAN, *KINDS)
+DUPLICATE_MARK = "~dup"  # a near-duplicate's id: its source's id, the mark, the copy's number
+_DUPLICATE_SUFFIX = re.compile(re.escape(DUPLICATE_MARK) + r"\d+$")
 DEFAULT_OFF_TASK = ("spell_backward", "letter_counting")
 # Beyond the default's level 3 (two-digit sums of 3-4 terms, two-digit products): five to six
 # three-digit terms, three-digit products.
@@ -140,6 +144,11 @@ def origin_counts(pool: pd.DataFrame) -> dict[str, int]:
         return {CLEAN: len(pool), **{kind: 0 for kind in KINDS}}
     found = pool[ORIGIN].value_counts().to_dict()
     return {origin: int(found.get(origin, 0)) for origin in ORIGINS}
+
+
+def problem_of(sample_id: str) -> str:
+    """The id of the problem a row poses: a near-duplicate's source id, any other row's own id."""
+    return _DUPLICATE_SUFFIX.sub("", str(sample_id))
 
 
 def _rng(seed: int, kind: str) -> np.random.Generator:
@@ -238,7 +247,7 @@ def _duplicates(kept: pd.DataFrame, count: int, rng, exact: bool) -> pd.DataFram
         record = kept.iloc[row].to_dict()
         if not exact:
             record = _near_duplicate(record, rng)
-        record["sample_id"] = f"{kept.iloc[row]['sample_id']}~dup{copy}"
+        record["sample_id"] = f"{kept.iloc[row]['sample_id']}{DUPLICATE_MARK}{copy}"
         record[ORIGIN] = "duplicate"
         rows.append(record)
     return pd.DataFrame(rows, columns=kept.columns)
