@@ -9,6 +9,7 @@ import pytest
 from conftest import tiny_run
 from p3_pruning.pipelines.study.nodes import results_table
 from p3_pruning.pipelines.study.pipeline import create_pipeline as study_pipeline
+from p3_pruning.runner import SeedFirstRunner
 from p3_pruning.stats import study_table
 from p3_pruning.workspace import latest_version, make_workspace, run_pipeline
 
@@ -42,6 +43,33 @@ def studied(tmp_path_factory):
     ws = make_workspace(tmp_path_factory.mktemp("study"), TINY)
     run_pipeline(ws, "study")
     return ws
+
+
+@pytest.fixture(scope="module")
+def studied_seed_first(tmp_path_factory):
+    ws = make_workspace(tmp_path_factory.mktemp("study_seed_first"), TINY)
+    run_pipeline(ws, "study", runner=SeedFirstRunner())
+    return ws
+
+
+def test_the_seed_first_runner_changes_the_order_not_the_results(studied, studied_seed_first):
+    def outcome(ws):
+        results = pd.read_csv(latest_version(ws, "data/08_reporting/study/results.csv"))
+        columns = ["method", "seed", "accuracy", "samples_trained"]
+        accuracy = results[columns].sort_values(["method", "seed"]).reset_index(drop=True)
+        selections = {
+            folder.parent.parent.name + "/" + folder.parent.name: list(
+                pd.read_parquet(latest_version(ws, folder.relative_to(ws)))["sample_id"]
+            )
+            for folder in sorted((ws / "data/05_model_input").glob("*/round_*/selection.parquet"))
+        }
+        return accuracy, selections
+
+    (a_accuracy, a_selections), (b_accuracy, b_selections) = map(
+        outcome, (studied, studied_seed_first)
+    )
+    pd.testing.assert_frame_equal(a_accuracy, b_accuracy)
+    assert len(a_selections) == 14 and a_selections == b_selections  # 7 chains x 2 rounds
 
 
 def test_report_has_a_row_per_method_with_intervals_and_compute(studied):
