@@ -184,19 +184,18 @@ def distinct_table(selections: dict) -> pd.DataFrame:
         for (arm, seed, round_), (ids, summary) in sorted(selections.items())
         if summary.get(f"{POOL_SHARE}/duplicate", 0) > 0 and ids
     ]
-    if not rows:
-        return pd.DataFrame(columns=["arm", "round", "seeds", "distinct", "min", "max"])
-    return (
-        pd.DataFrame(rows)
-        .groupby(["arm", "round"])
-        .agg(
-            seeds=("seed", "nunique"),
-            distinct=("distinct", "mean"),
-            min=("distinct", "min"),
-            max=("distinct", "max"),
-        )
-        .reset_index()
+    return _by_arm_round(
+        rows, distinct=("distinct", "mean"), min=("distinct", "min"), max=("distinct", "max")
     )
+
+
+def _by_arm_round(rows: list[dict], **stats) -> pd.DataFrame:
+    """Per arm and round of ``rows`` (``arm, round, seed, …``): the seed count and ``stats``
+    (pandas named aggregations)."""
+    if not rows:
+        return pd.DataFrame(columns=["arm", "round", "seeds", *stats])
+    grouped = pd.DataFrame(rows).groupby(["arm", "round"])
+    return grouped.agg(seeds=("seed", "nunique"), **stats).reset_index()
 
 
 def distinct_markdown(table: pd.DataFrame) -> str:
@@ -232,18 +231,8 @@ def overlap_table(selections: dict, reference: str = P3) -> pd.DataFrame:
                 "scored": summary.get("score_candidates", float("nan")),
             }
         )
-    if not rows:
-        return pd.DataFrame(columns=["arm", "round", "seeds", "overlap", "min", "scored"])
-    frame = pd.DataFrame(rows)
-    return (
-        frame.groupby(["arm", "round"])
-        .agg(
-            seeds=("seed", "nunique"),
-            overlap=("overlap", "mean"),
-            min=("overlap", "min"),
-            scored=("scored", "mean"),
-        )
-        .reset_index()
+    return _by_arm_round(
+        rows, overlap=("overlap", "mean"), min=("overlap", "min"), scored=("scored", "mean")
     )
 
 
