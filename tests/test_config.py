@@ -186,3 +186,35 @@ def test_every_library_refusal_is_a_schema_refusal_first(base, key, value, refus
         refuse()  # the library refuses it (else this row of the table is stale)
     found = problems(with_(base, **{key.replace(".", "__"): value}))
     assert key in found, found
+
+
+SHIPPED_ENVS = sorted(
+    p.name
+    for p in (PROJECT_ROOT / "conf").iterdir()
+    if p.is_dir() and p.name not in ("base", "local")
+)
+
+
+@pytest.mark.parametrize("env", SHIPPED_ENVS)
+def test_every_shipped_environment_is_valid_and_builds_its_study(env, monkeypatch):
+    """Each ``conf/<env>`` merged over base as Kedro does passes the schema (apart from what needs
+    the hub: ``gpu`` names a hub model and dataset), and its study, arms included, unrolls: a typo
+    in an arm fails here, not an hour into a batch."""
+    from kedro.config import OmegaConfigLoader
+
+    from p3_pruning import settings
+    from p3_pruning.pipelines.study.pipeline import create_pipeline as study_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network wait; what needs the hub says so
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS)
+    params = loader["parameters"]
+    try:
+        validate_parameters(params)
+    except ConfigError as exc:
+        needs_hub = [p for p in exc.problems if "HF_HUB_OFFLINE is set" in p[2]]
+        assert needs_hub == exc.problems, exc
+    study = params["study"]
+    plan = study_pipeline(
+        study["methods"], study["seeds"], rounds=params["rounds"], arms=study.get("arms")
+    )
+    assert plan.nodes
