@@ -199,17 +199,23 @@ def _by_arm_round(rows: list[dict], **stats) -> pd.DataFrame:
 
 
 def distinct_markdown(table: pd.DataFrame) -> str:
+    return _arm_round_markdown(
+        table,
+        ["distinct problems per selected row (mean, min – max)"],
+        lambda row: [f"{_pct(row['distinct'])} ({_pct(row['min'])} – {_pct(row['max'])})"],
+    )
+
+
+def _arm_round_markdown(table: pd.DataFrame, header: list[str], cells) -> str:
+    """A table of ``_by_arm_round``'s rows: arm, round, seeds, then ``cells(row)``; empty when
+    there are no rows."""
     if table.empty:
         return ""
-    lines = [
-        "| arm | round | seeds | distinct problems per selected row (mean, min – max) |",
-        "| --- | --- | --- | --- |",
-    ]
+    columns = ["arm", "round", "seeds", *header]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for _, row in table.iterrows():
-        lines.append(
-            f"| {row['arm']} | {int(row['round'])} | {int(row['seeds'])} "
-            f"| {_pct(row['distinct'])} ({_pct(row['min'])} – {_pct(row['max'])}) |"
-        )
+        first = [str(row["arm"]), str(int(row["round"])), str(int(row["seeds"]))]
+        lines.append("| " + " | ".join([*first, *cells(row)]) + " |")
     return "\n".join(lines)
 
 
@@ -237,19 +243,11 @@ def overlap_table(selections: dict, reference: str = P3) -> pd.DataFrame:
 
 
 def overlap_markdown(table: pd.DataFrame, reference: str = P3) -> str:
-    if table.empty:
-        return ""
-    lines = [
-        f"| arm | round | seeds | selection overlap with {reference} (mean, min) "
-        "| pool samples scored (mean) |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for _, row in table.iterrows():
-        lines.append(
-            f"| {row['arm']} | {int(row['round'])} | {int(row['seeds'])} "
-            f"| {_pct(row['overlap'])} ({_pct(row['min'])}) | {row['scored']:.0f} |"
-        )
-    return "\n".join(lines)
+    return _arm_round_markdown(
+        table,
+        [f"selection overlap with {reference} (mean, min)", "pool samples scored (mean)"],
+        lambda row: [f"{_pct(row['overlap'])} ({_pct(row['min'])})", f"{row['scored']:.0f}"],
+    )
 
 
 def pairs_markdown(results: pd.DataFrame, pairs: list[tuple[str, str]]) -> str:
