@@ -39,6 +39,11 @@ from p3_pruning.workspace import latest_version
 
 POOL = Path("data/03_primary/train_pool.parquet")
 BUDGETS = (0.4, 0.2, 0.1)
+VARIANTS = {  # the selectors compared: name -> (method, selection options)
+    "p3": ("p3", {}),
+    "p3, quality flat": ("p3", {"quality": "flat"}),
+    "dpp (no threshold)": ("dpp", {}),
+}
 EMBEDS = ("prompt", "response", "all", "prompt_probs")
 
 
@@ -78,15 +83,10 @@ def random_distinct(copies: np.ndarray, k: int) -> float:
 
 def selections(scores: pd.DataFrame, embeddings, budgets, seed: int) -> dict[tuple, float]:
     """``{(variant, budget): distinct share}`` of round 1's selection (module doc)."""
-    variants = {
-        "p3": ("p3", {}),
-        "p3, quality flat": ("p3", {"quality": "flat"}),
-        "dpp (no threshold)": ("dpp", {}),
-    }
     out = {}
     for budget in budgets:
         k = round(budget * len(scores))
-        for name, (method, options) in variants.items():
+        for name, (method, options) in VARIANTS.items():
             chosen = strategies.select(
                 method, scores, embeddings, round_index=0, rounds=2, budget=k, seed=seed, **options
             )
@@ -138,7 +138,7 @@ def main(
     print("| --- | --- |" + " --- |" * len(BUDGETS))
     expected = [random_distinct(copies, round(b * len(pool))) for b in BUDGETS]
     print("| random (expected) | — | " + " | ".join(f"{100 * v:.1f}" for v in expected) + " |")
-    for name in ("p3", "p3, quality flat", "dpp (no threshold)"):
+    for name in VARIANTS:
         for _, r in table.iterrows():
             cells = " | ".join(f"{100 * r[f'{name} @ {int(100 * b)} %']:.1f}" for b in BUDGETS)
             print(f"| {name} | {r['embed']} | {cells} |")
