@@ -7,7 +7,10 @@ P3 authors do). The caller's base model is left as it was (LoRA layers are unloa
 Divergence stops training at the step it happens (:class:`TrainingDiverged`, no adapter returned): a
 non-finite loss or gradient norm, a zero gradient under a positive loss (nothing can be learned any
 more: activations saturated by a huge step, or no trainable weight reached by the loss), or a mean
-loss over the last few steps above ``divergence_factor`` × that over the first few. A diverged
+loss over the last few steps above ``divergence_factor`` × that over the first few with none of those
+steps below the first few's mean (a model that still fits some batches better than at the start has
+not diverged: its high steps are harder batches; with length-grouped batches the shortest samples
+come last, and in a mixed pool those can be another task's one-token answers). A diverged
 adapter would otherwise be saved as a finished round and the damage would surface one round later,
 under another cause.
 """
@@ -282,7 +285,9 @@ def divergence(
 
     losses: every step's loss so far, the latest last; grad_norm: the latest step's gradient norm
     (None when not clipped). factor: the allowed ratio of the mean loss of the last ``window`` steps to
-    that of the first ``window`` (None: no ratio check; checked once more than ``window`` steps ran).
+    that of the first ``window`` (None: no ratio check; checked once more than ``window`` steps ran),
+    a rise that counts only when every one of the last ``window`` steps is at or above the first
+    ``window``'s mean: two batches of unlearnt samples among fitted ones are not divergence.
 
     >>> divergence([2.0, float("nan")], 1.0, 4.0)
     'the loss is nan'
@@ -290,6 +295,8 @@ def divergence(
     True
     >>> divergence([1.0, 1.0, 1.0, 1.0, 9.0, 9.0, 9.0, 9.0], 0.3, 4.0)
     'the mean loss of the last 4 steps (9) is 9 times that of the first 4 (1; training.divergence_factor = 4)'
+    >>> divergence([1.0, 1.0, 1.0, 1.0, 9.0, 0.5, 0.1, 9.0], 0.3, 4.0) is None
+    True
     """
     loss = float(losses[-1])
     if not math.isfinite(loss):
@@ -306,7 +313,7 @@ def divergence(
     if factor is not None and len(losses) > window:
         start = sum(losses[:window]) / window
         recent = sum(losses[-window:]) / window
-        if start > 0 and recent > factor * start:
+        if start > 0 and recent > factor * start and min(losses[-window:]) >= start:
             return (
                 f"the mean loss of the last {window} steps ({recent:.4g}) is {recent / start:.3g} "
                 f"times that of the first {window} ({start:.4g}; training.divergence_factor = "
