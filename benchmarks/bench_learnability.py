@@ -31,10 +31,9 @@ from p3_pruning import namespaces
 from p3_pruning.audit import auroc
 from p3_pruning.data.inject import CLEAN, ORIGIN
 from p3_pruning.methods import P3
-from p3_pruning.workspace import latest_version
+from p3_pruning.workspace import TRAIN_POOL, latest_version
 
 FEATURES = Path("data/04_feature")
-TRAIN_POOL = Path("data/03_primary/train_pool.parquet")
 SIGNALS = ("d", "slow_drop", "slow_relative_drop")
 
 

@@ -35,9 +35,8 @@ from p3_pruning.audit import distinct_share
 from p3_pruning.data.inject import ORIGIN, problem_of
 from p3_pruning.models import load_model
 from p3_pruning.scoring import score_samples
-from p3_pruning.workspace import latest_version
+from p3_pruning.workspace import TRAIN_POOL, latest_version
 
-POOL = Path("data/03_primary/train_pool.parquet")
 BUDGETS = (0.4, 0.2, 0.1)
 VARIANTS = {  # the selectors compared: name -> (method, selection options)
     "p3": ("p3", {}),
@@ -97,10 +96,10 @@ def selections(scores: pd.DataFrame, embeddings, budgets, seed: int) -> dict[tup
 def main(
     workspace: Path, embeds=("prompt",), *, model: str = "smollm2-135m-instruct", seed: int = 0
 ) -> pd.DataFrame:
-    pool = pd.read_parquet(latest_version(workspace, POOL))
+    pool = pd.read_parquet(latest_version(workspace, TRAIN_POOL))
     if ORIGIN not in pool or not (pool[ORIGIN] == "duplicate").any():
         raise ValueError(
-            f"{workspace / POOL}: no near-duplicates in the pool (data.inject.duplicate)"
+            f"{workspace / TRAIN_POOL}: no near-duplicates in the pool (data.inject.duplicate)"
         )
     pairs = copy_pairs(pool["sample_id"])
     copies = pool["sample_id"].map(problem_of).value_counts().to_numpy()

@@ -30,7 +30,7 @@ from p3_pruning import stats
 from p3_pruning.audit import audit_summary
 from p3_pruning.data.inject import CLEAN, ORIGIN
 from p3_pruning.methods import P3
-from p3_pruning.workspace import latest_version
+from p3_pruning.workspace import TRAIN_POOL, latest_version
 
 _spec = importlib.util.spec_from_file_location(
     "bench_study", Path(__file__).with_name("bench_study.py")
@@ -38,7 +38,6 @@ _spec = importlib.util.spec_from_file_location(
 bench_study = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_study)
 
-TRAIN_POOL = bench_study.SPLITS[0]
 RANDOM = "random"
 
 

@@ -32,12 +32,12 @@ from p3_pruning import namespaces, stats
 from p3_pruning.audit import POOL_SHARE, audit_summary, audit_table, distinct_share
 from p3_pruning.compute import stage_flops
 from p3_pruning.methods import P3, REFERENCES
-from p3_pruning.workspace import latest_version
+from p3_pruning.workspace import EVAL_SET, TRAIN_POOL, latest_version
 
 RESULTS = Path("data/08_reporting/study/results.csv")
 REPORTING = Path("data/08_reporting")
 SELECTIONS = Path("data/05_model_input")
-SPLITS = (Path("data/03_primary/train_pool.parquet"), Path("data/03_primary/eval_set.parquet"))
+SPLITS = (TRAIN_POOL, EVAL_SET)
 _LEVEL = re.compile(r"^accuracy/(\d+)$")
 
 

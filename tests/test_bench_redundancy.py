@@ -44,13 +44,13 @@ def test_random_distinct_is_the_exact_expectation():
 
 def test_runs_on_a_composed_pool(tmp_path, capsys):
     pool = compose_pool(generate_default(30, 0), seed=0, duplicate=0.4)
-    folder = tmp_path / bench.POOL / "2026-01-02T00.00.00.000Z"
+    folder = tmp_path / bench.TRAIN_POOL / "2026-01-02T00.00.00.000Z"
     folder.mkdir(parents=True)
-    pool.to_parquet(folder / bench.POOL.name)
+    pool.to_parquet(folder / bench.TRAIN_POOL.name)
     table = bench.main(tmp_path, ["prompt"], model="tiny-random")
     shares = table.filter(like=" @ ").to_numpy()
     assert table.shape[0] == 1 and ((shares > 0) & (shares <= 1)).all()
     assert "| random (expected) | — |" in capsys.readouterr().out
-    pool[pool["origin"] == "clean"].to_parquet(folder / bench.POOL.name)
+    pool[pool["origin"] == "clean"].to_parquet(folder / bench.TRAIN_POOL.name)
     with pytest.raises(ValueError, match="no near-duplicates"):
         bench.main(tmp_path, ["prompt"], model="tiny-random")

@@ -24,6 +24,9 @@ LAYERS = (
     "07_model_output",
     "08_reporting",
 )
+# where the data pipeline writes the splits (conf/base/catalog_data.yml), relative to a workspace
+TRAIN_POOL = Path("data/03_primary/train_pool.parquet")
+EVAL_SET = Path("data/03_primary/eval_set.parquet")
 
 
 def make_workspace(
