@@ -133,7 +133,7 @@ def markdown(rows: list[dict]) -> str:
     lines = [
         f"| pool | paired seeds | {arm} | {reference} | {arm} − {reference}, paired (95 %) "
         f"| MDD | {arm} ahead | FLOPs {arm} / {reference} "
-        f"| injected: % of pool → % of {arm}'s selection by round, AUROC of difficulty |",
+        f"| injected: % of pool → % of {arm}'s selection by round, AUROC of difficulty (mean over rounds) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
