@@ -37,6 +37,7 @@ _spec = importlib.util.spec_from_file_location(
 )
 bench_study = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_study)
+_pct = bench_study._pct  # percent with one decimal, "—" for NaN: the study table's format
 
 RANDOM = "random"
 
@@ -104,10 +105,6 @@ def regime_row(workspaces: list[Path], arm: str = P3, reference: str = RANDOM) -
                 },
             }
     return row
-
-
-def _pct(value: float) -> str:
-    return "—" if value != value else f"{100 * value:.1f}"
 
 
 def _audit_cell(row: dict) -> str:
