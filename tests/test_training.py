@@ -241,36 +241,52 @@ def test_nan_weights_are_refused_even_when_no_step_showed_it(tokenizer, samples,
         )
 
 
-def test_loss_ratio_is_taken_on_means_so_batch_to_batch_spread_passes():
+def test_batch_to_batch_spread_passes_and_a_rise_that_stays_is_caught():
     # SmolLM2-135M on the default task (batch 4, lr 2e-3): single steps spread up to 11x
     measured = [0.988, 0.535, 0.585, 0.203, 0.558, 0.086, 0.504, 0.114]
     for n in range(1, len(measured) + 1):
         assert divergence(measured[:n], 0.5, training.DIVERGENCE_FACTOR) is None
     rising = [1.0, 1.2, 0.9, 1.1, 3.0, 6.0, 9.0, 11.0]
     found = [divergence(rising[:n], 0.5, 4.0) for n in range(1, len(rising) + 1)]
-    # the mean of the last 4 passes 4 x the first 4's (1.05 → 4.2) at step 7: (1.1+3+6+9)/4 = 4.775
-    assert found[:6] == [None] * 6
-    assert found[6].startswith("the mean loss of the last 4 steps (4.775) is 4.55 times")
+    # 4 x the first 4's mean (1.05) is 4.2: two of the last 4 above it at step 7, three at step 8
+    assert found[:7] == [None] * 7
+    assert found[7] == (
+        "3 of the last 4 steps lost more than 4 times the mean of the first 4 (1.05; "
+        "losses 3, 6, 9, 11; training.divergence_factor = 4)"
+    )
     assert divergence(rising, 0.5, None) is None  # ratio check off
     assert "gradient norm is inf" in divergence([1.0], float("inf"), None)
     assert divergence([0.0], 0.0, 4.0) is None  # a perfect fit has no gradient left: not divergence
 
 
-def test_a_few_batches_of_unlearnt_samples_are_not_divergence():
-    # random, round 1 of the off-task regime (30 % spell_backward / letter_counting, batch 4,
-    # lr 2e-3, length-grouped): the last steps hold the shortest samples, two of them batches of
-    # one-token answers the model has not learnt; the others are fitted below the start
-    measured = [0.891, 0.666, 1.026, 0.593, 0.070, 1.082, 0.550, 0.471, 3.043, 0.470, 0.348, 8.744]
-    measured += [0.465, 0.119, 8.257]
+@pytest.mark.parametrize(
+    "measured",
+    [
+        # random, round 1 of the off-task regime (30 % spell_backward / letter_counting, batch 4,
+        # lr 2e-3, length-grouped): the last steps hold the shortest samples, two of them batches
+        # of one-token answers the model has not learnt; the others are fitted below the start
+        [0.891, 0.666, 1.026, 0.593, 0.070, 1.082, 0.550, 0.471, 3.043, 0.470, 0.348, 8.744]
+        + [0.465, 0.119, 8.257],
+        # random, round 2 of the same regime, seed 2: one such batch at step 6 while the fitted
+        # steps sit above round 2's low start (a round-1 model), stopped as "diverged" at step 7
+        [0.3302, 0.2708, 0.2422, 0.4098, 0.5004, 4.5536, 0.4923],
+    ],
+    ids=["round_1", "round_2"],
+)
+def test_a_few_batches_of_unlearnt_samples_are_not_divergence(measured):
     assert (
         sum(measured[-4:]) / 4 > 4 * sum(measured[:4]) / 4
-    )  # what the mean alone called divergence
+    )  # what a 4-step mean called divergence
     for n in range(1, len(measured) + 1):
         assert divergence(measured[:n], 0.5, training.DIVERGENCE_FACTOR) is None
-    # the same curve with its fitted steps risen as well is a divergence, found at its last step
-    risen = [*measured[:-4], 8.744, 4.0, 4.0, 8.257]
-    assert divergence(risen[:-1], 0.5, 4.0) is None
-    assert divergence(risen, 0.5, 4.0).startswith("the mean loss of the last 4 steps (6.25) is")
+    # the same curve followed by a rise that stays (5x the start) is a divergence within 3 steps
+    risen = [*measured, *[5 * sum(measured[:4]) / 4] * 4]
+    found = [divergence(risen[:n], 0.5, 4.0) for n in range(1, len(risen) + 1)]
+    first = next(n for n, why in enumerate(found, start=1) if why)
+    assert len(measured) < first <= len(measured) + 3
+    assert found[-1].startswith(
+        "4 of the last 4 steps lost more than 4 times the mean of the first 4"
+    )
 
 
 def test_divergence_docstring_examples():
