@@ -13,6 +13,12 @@ evaluation, the report). Stopped at any point, it leaves whole seeds behind, and
 
 Every node reads its inputs from the catalog and seeds itself, so the order changes when results
 appear, not what they are (tested against ``SequentialRunner`` on the tiny study).
+
+With ``--only-missing-outputs`` it also reruns every node downstream of one that runs
+(:func:`stale_nodes`). Kedro's own rule runs a node when one of its outputs is missing and, upward,
+what that node needs, but never downward: seeds added to a finished study ran and left the old
+report standing, which still counted the old seeds. Here a node whose inputs are recomputed is
+recomputed too, as ``make`` would: the report takes in every seed on disk.
 """
 
 from __future__ import annotations
@@ -83,8 +89,59 @@ class _InOrder:
         return getattr(self._pipeline, name)
 
 
+def _made_by_the_run(dataset: str, catalog) -> bool:
+    """Whether ``dataset`` exists only once a node makes it: in memory, or persistent and absent."""
+    if dataset not in catalog:
+        return True  # a MemoryDataset the run creates
+    return getattr(catalog.get(dataset), "_EPHEMERAL", False) or not catalog.exists(dataset)
+
+
+def stale_nodes(pipeline: Pipeline, catalog) -> Pipeline:
+    """The nodes of ``pipeline`` that ``--only-missing-outputs`` must run, ``make``-like: those with
+    a persistent output missing (or no outputs), every node downstream of them, and, upward, every
+    node whose output one of those needs and is not on disk (in memory, or missing)."""
+    missing = [
+        node.name
+        for node in pipeline.nodes
+        if not node.outputs
+        or any(
+            dataset in catalog
+            and not getattr(catalog.get(dataset), "_EPHEMERAL", False)
+            and not catalog.exists(dataset)
+            for dataset in node.outputs
+        )
+    ]
+    if not missing:
+        return Pipeline([])
+    run = set(pipeline.from_nodes(*missing).nodes)
+    children = defaultdict(list)
+    for node, parents in pipeline.node_dependencies.items():
+        for parent in parents:
+            children[parent].append(node)
+    for node in reversed(pipeline.nodes):  # children first, so one pass reaches every ancestor
+        if node not in run and any(
+            _made_by_the_run(dataset, catalog)
+            for child in children[node]
+            if child in run
+            for dataset in set(node.outputs) & set(child.inputs)
+        ):
+            run.add(node)
+    return pipeline.filter(node_names=[node.name for node in run])
+
+
 class SeedFirstRunner(SequentialRunner):
-    """``SequentialRunner`` in :func:`seed_first_order` (module doc)."""
+    """``SequentialRunner`` in :func:`seed_first_order`; ``--only-missing-outputs`` runs
+    :func:`stale_nodes` (module doc)."""
+
+    def run(self, pipeline, catalog, hook_manager=None, run_id=None, only_missing_outputs=False):
+        if only_missing_outputs:
+            pipeline = stale_nodes(pipeline, catalog)
+            self._logger.info(
+                "--only-missing-outputs: %d node(s) to run (missing outputs and what is "
+                "downstream of them)",
+                len(pipeline.nodes),
+            )
+        return super().run(pipeline, catalog, hook_manager, run_id, only_missing_outputs=False)
 
     def _run(self, pipeline, catalog, hook_manager=None, run_id=None):
         return super()._run(
