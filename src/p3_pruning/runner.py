@@ -42,6 +42,15 @@ def _own_seed(node: Node) -> float:
     return math.inf if seed is None else seed
 
 
+def _children(pipeline: Pipeline) -> defaultdict[Node, list[Node]]:
+    """Each node's direct children in ``pipeline`` (the nodes that read one of its outputs)."""
+    children = defaultdict(list)
+    for node, parents in pipeline.node_dependencies.items():
+        for parent in parents:
+            children[parent].append(node)
+    return children
+
+
 def seed_first_order(pipeline: Pipeline) -> list[Node]:
     """``pipeline``'s nodes in a topological order that, among the nodes whose parents have run,
     always takes one serving the lowest seed (ties: Kedro's own order). A node serves its own
@@ -49,10 +58,7 @@ def seed_first_order(pipeline: Pipeline) -> list[Node]:
     and an arm's settings serve seed 0, the report none)."""
     kedro_order = pipeline.nodes
     rank = {node: i for i, node in enumerate(kedro_order)}
-    children = defaultdict(list)
-    for node, parents in pipeline.node_dependencies.items():
-        for parent in parents:
-            children[parent].append(node)
+    children = _children(pipeline)
     serves = {}
     for node in reversed(kedro_order):  # children first
         own = _own_seed(node)
@@ -89,11 +95,14 @@ class _InOrder:
         return getattr(self._pipeline, name)
 
 
+def _persistent(dataset: str, catalog) -> bool:
+    """Whether ``dataset`` is kept between runs (not a MemoryDataset the run creates)."""
+    return dataset in catalog and not getattr(catalog.get(dataset), "_EPHEMERAL", False)
+
+
 def _made_by_the_run(dataset: str, catalog) -> bool:
     """Whether ``dataset`` exists only once a node makes it: in memory, or persistent and absent."""
-    if dataset not in catalog:
-        return True  # a MemoryDataset the run creates
-    return getattr(catalog.get(dataset), "_EPHEMERAL", False) or not catalog.exists(dataset)
+    return not _persistent(dataset, catalog) or not catalog.exists(dataset)
 
 
 def stale_nodes(pipeline: Pipeline, catalog) -> Pipeline:
@@ -105,19 +114,14 @@ def stale_nodes(pipeline: Pipeline, catalog) -> Pipeline:
         for node in pipeline.nodes
         if not node.outputs
         or any(
-            dataset in catalog
-            and not getattr(catalog.get(dataset), "_EPHEMERAL", False)
-            and not catalog.exists(dataset)
+            _persistent(dataset, catalog) and not catalog.exists(dataset)
             for dataset in node.outputs
         )
     ]
     if not missing:
         return Pipeline([])
     run = set(pipeline.from_nodes(*missing).nodes)
-    children = defaultdict(list)
-    for node, parents in pipeline.node_dependencies.items():
-        for parent in parents:
-            children[parent].append(node)
+    children = _children(pipeline)
     for node in reversed(pipeline.nodes):  # children first, so one pass reaches every ancestor
         if node not in run and any(
             _made_by_the_run(dataset, catalog)
