@@ -266,6 +266,10 @@ def test_difficulty_by_level_plot_draws_one_box_per_round_and_level():
     empty = difficulty_by_level_plot(frame.assign(level=None))
     assert empty.axes[0].texts[0].get_text() == "no sample has a level"
     plt.close(empty)
+    # a study whose arms never score the pool (random alone) has no rows to plot
+    unscored = difficulty_by_level_plot(pd.DataFrame())
+    assert unscored.axes[0].texts[0].get_text() == "no arm scored the pool"
+    plt.close(unscored)
 
 
 def test_importing_the_plotting_modules_leaves_the_backend_alone():

@@ -327,8 +327,14 @@ def difficulty_by_level_plot(difficulties: pd.DataFrame):
 
     difficulties: long table with ``round``, ``level`` and ``difficulty`` (e.g.
     :func:`difficulty_levels` of every round's scores); non-finite difficulties and rows without a
-    numeric level are left out.
+    numeric level are left out. An empty table (a study whose arms never score the pool, e.g.
+    ``random`` alone) gives a figure that says so.
     """
+    if difficulties.empty:
+        fig, ax = subplots(figsize=(7, 3.8))
+        ax.text(0.5, 0.5, "no arm scored the pool", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
     missing = [c for c in ("round", "level", "difficulty") if c not in difficulties.columns]
     if missing:
         raise ValueError(f"difficulties lacks column(s) {missing}")

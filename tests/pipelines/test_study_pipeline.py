@@ -211,3 +211,13 @@ def test_with_candidates_an_arm_of_another_budget_scores_its_own_round_1():
         scorers = {n.name for n in plan.nodes if n.name.endswith(".round_1.score")}
         assert ("p3_b20.seed_0.round_1.score" in scorers) is own  # its top-up needs its budget
         assert "p3_easy.seed_0.round_1.score" not in scorers  # selection: round 1 is the same
+
+
+def test_a_study_of_unscored_arms_alone_writes_its_report(tmp_path):
+    """A compute-matched random run on its own (no arm scores the pool) still gets its report."""
+    arms = {"random_matched": {"method": "random", "seeds": [0], "budget": 6}}
+    params = {**TINY, "study": {"methods": [], "seeds": [0], "arms": arms}}
+    ws = make_workspace(tmp_path, params)
+    run_pipeline(ws, "study")
+    results = pd.read_csv(latest_version(ws, "data/08_reporting/study/results.csv"))
+    assert sorted(results["method"]) == ["base", "random_matched"]
