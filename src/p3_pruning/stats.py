@@ -322,6 +322,14 @@ def accuracy_compute_plot(table: pd.DataFrame, *, flops: str = "total_flops"):
     return fig
 
 
+def _note_figure(text: str):
+    """The by-level plot's figure when there is nothing to draw: ``text`` in place of the axes."""
+    fig, ax = subplots(figsize=(7, 3.8))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
 def difficulty_by_level_plot(difficulties: pd.DataFrame):
     """Box plot of difficulty per level, grouped by round.
 
@@ -331,21 +339,16 @@ def difficulty_by_level_plot(difficulties: pd.DataFrame):
     ``random`` alone) gives a figure that says so.
     """
     if difficulties.empty:
-        fig, ax = subplots(figsize=(7, 3.8))
-        ax.text(0.5, 0.5, "no arm scored the pool", ha="center", va="center")
-        ax.set_axis_off()
-        return fig
+        return _note_figure("no arm scored the pool")
     missing = [c for c in ("round", "level", "difficulty") if c not in difficulties.columns]
     if missing:
         raise ValueError(f"difficulties lacks column(s) {missing}")
     frame = difficulties.assign(level=difficulties["level"].map(parse_level))
     d = frame["difficulty"].to_numpy(dtype=np.float64)
     frame = frame[np.isfinite(d) & frame["level"].notna().to_numpy()]
-    fig, ax = subplots(figsize=(7, 3.8))
     if frame.empty:
-        ax.text(0.5, 0.5, "no sample has a level", ha="center", va="center")
-        ax.set_axis_off()
-        return fig
+        return _note_figure("no sample has a level")
+    fig, ax = subplots(figsize=(7, 3.8))
     rounds = sorted(frame["round"].unique())
     levels = sorted(frame["level"].unique())
     width = 0.8 / len(levels)
