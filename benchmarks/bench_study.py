@@ -16,6 +16,12 @@ Markdown, ready for the README.
     # workspace B: the same env with study: {methods: [p3, random], seeds: [3, 4, 5]}
     .venv/bin/python benchmarks/bench_study.py A B
     .venv/bin/python benchmarks/bench_study.py A --pair p3_b20:random_b20   # arms of a budget sweep
+    .venv/bin/python benchmarks/bench_study.py A --record benchmarks/ledger.csv  # keep A's seeds
+    .venv/bin/python benchmarks/bench_study.py C --ledger benchmarks/ledger.csv  # C + earlier seeds
+
+The ledger (:mod:`p3_pruning.ledger`) keeps every recorded (arm, seed) with the fingerprint of the
+samples it ran on, so a later workspace pools with seeds whose workspace is gone; ``--record``
+refuses a seed the ledger holds with another accuracy (same seed, same result).
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ import argparse
 import json
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 
+from p3_pruning import ledger as study_ledger
 from p3_pruning import namespaces, stats
 from p3_pruning.audit import POOL_SHARE, audit_summary, audit_table, distinct_share
 from p3_pruning.compute import stage_flops
@@ -57,10 +65,52 @@ def same_samples(workspaces: list[Path]) -> None:
                 )
 
 
-def load(workspaces: list[Path]) -> pd.DataFrame:
-    """The workspaces' study results pooled into one long table."""
+def fingerprint(workspace: Path) -> str:
+    """:func:`p3_pruning.ledger.pool_fingerprint` of the workspace's train pool and eval set."""
+    return study_ledger.pool_fingerprint(
+        *(pd.read_parquet(latest_version(workspace, split)) for split in SPLITS)
+    )
+
+
+def load(workspaces: list[Path], ledger: Path | None = None) -> pd.DataFrame:
+    """The workspaces' study results pooled into one long table, with the ``ledger``'s rows of the
+    same samples that no workspace holds."""
     same_samples(workspaces)
-    return stats.merge_results([pd.read_csv(latest_version(w, RESULTS)) for w in workspaces])
+    results = stats.merge_results([pd.read_csv(latest_version(w, RESULTS)) for w in workspaces])
+    if ledger is None:
+        return results
+    earlier = study_ledger.pooled(study_ledger.read(ledger), fingerprint(workspaces[0]), results)
+    return results if earlier.empty else stats.merge_results([results, earlier])
+
+
+def _commit(workspace: Path) -> str:
+    """The workspace checkout's commit, or "" when it is not a git checkout."""
+    done = subprocess.run(
+        ["git", "-C", str(workspace), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def record(workspaces: list[Path], ledger: Path) -> pd.DataFrame:
+    """Add every workspace's study results to the ``ledger`` (its samples' fingerprint, the
+    checkout's commit, the workspace's folder name as source); the ledger as written."""
+    same_samples(workspaces)
+    new = pd.concat(
+        [
+            study_ledger.rows(
+                pd.read_csv(latest_version(w, RESULTS)),
+                pool=fingerprint(w),
+                commit=_commit(w),
+                source=Path(w).resolve().name,
+            )
+            for w in workspaces
+        ],
+        ignore_index=True,
+    )
+    return study_ledger.record(ledger, new)
 
 
 def _pct(value: float) -> str:
@@ -323,8 +373,12 @@ def cost_model_markdown(
     return "\n".join(lines)
 
 
-def main(workspaces: list[Path], pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
-    results = load(workspaces)
+def main(
+    workspaces: list[Path],
+    pairs: list[tuple[str, str]] | None = None,
+    ledger: Path | None = None,
+) -> pd.DataFrame:
+    results = load(workspaces, ledger)
     table = stats.study_table(results, references=(*REFERENCES, P3))
     print(markdown(table))
     paired = pairs_markdown(results, pairs or [])
@@ -362,5 +416,20 @@ if __name__ == "__main__":
         metavar="ARM:REFERENCE",
         help="also print ARM - REFERENCE paired by seed (e.g. p3_b20:random_b20); repeatable",
     )
+    parser.add_argument(
+        "--ledger",
+        type=Path,
+        metavar="CSV",
+        help="pool in the ledger's earlier seeds of the same samples (p3_pruning.ledger)",
+    )
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="CSV",
+        help="add the workspaces' results to this ledger before printing (created if absent)",
+    )
     args = parser.parse_args()
-    main(args.workspaces, [tuple(p.split(":", 1)) for p in args.pair])
+    if args.record:
+        written = record(args.workspaces, args.record)
+        print(f"{args.record}: {len(written)} rows\n")
+    main(args.workspaces, [tuple(p.split(":", 1)) for p in args.pair], args.ledger)

@@ -1,0 +1,125 @@
+"""A study ledger: every finished (arm, seed) of every study, kept in one CSV that outlives the
+workspaces it came from, so later sessions pool more seeds into a comparison without the earlier
+workspace on disk.
+
+A row is one study result (``results.csv``: ``method``, ``seed``, ``accuracy``, ``n_eval``, levels,
+FLOPs…) plus where it came from: ``pool``, the fingerprint of the train pool and eval set it ran on
+(:func:`pool_fingerprint`; results pool only within one fingerprint), ``commit`` and ``source``.
+Same seed, same result: recording a (pool, method, seed) that the ledger holds with another
+accuracy is refused, so a rerun that does not reproduce is caught at the door.
+
+    bench_study.py WS --record benchmarks/ledger.csv    # add a finished workspace's rows
+    bench_study.py WS --ledger benchmarks/ledger.csv    # pool WS with every earlier seed of its pool
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+#: the sample columns a fingerprint reads, where present (content, not only ids: a noisy pool's
+#: rows keep their ids and change their responses)
+CONTENT = ("sample_id", "prompt", "response", "answer", "origin")
+#: provenance columns a ledger row adds to a results row
+PROVENANCE = ("pool", "commit", "source")
+KEY = ("pool", "method", "seed")
+
+
+def pool_fingerprint(train_pool: pd.DataFrame, eval_set: pd.DataFrame) -> str:
+    """12 hex digits of a SHA-256 over both splits' rows (the :data:`CONTENT` columns present,
+    rows in ``sample_id`` order): equal exactly when two workspaces trained and evaluated on the
+    same samples."""
+    digest = hashlib.sha256()
+    for name, split in (("train_pool", train_pool), ("eval_set", eval_set)):
+        if "sample_id" not in split.columns:
+            raise ValueError(f"{name} has no sample_id column: it cannot be fingerprinted")
+        columns = [c for c in CONTENT if c in split.columns]
+        rows = split[columns].astype(str).sort_values("sample_id")
+        digest.update(name.encode())
+        for row in rows.itertuples(index=False):
+            digest.update(json.dumps(list(row), ensure_ascii=False).encode())
+    return digest.hexdigest()[:12]
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """The ledger at ``path`` (an empty one, with its key columns, when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=[*PROVENANCE, "method", "seed", "accuracy"])
+    ledger = pd.read_csv(path, dtype={"pool": str, "commit": str, "source": str})
+    missing = [c for c in (*KEY, "accuracy") if c not in ledger.columns]
+    if missing:
+        raise ValueError(f"{path} is not a study ledger: it lacks column(s) {missing}")
+    return ledger
+
+
+def rows(results: pd.DataFrame, *, pool: str, commit: str = "", source: str = "") -> pd.DataFrame:
+    """``results`` (a study's long table) as ledger rows: provenance columns first."""
+    out = results.copy()
+    for i, (name, value) in enumerate(zip(PROVENANCE, (pool, commit, source), strict=True)):
+        out.insert(i, name, value)
+    return out
+
+
+def _key(frame: pd.DataFrame) -> pd.Series:
+    """``pool|method|seed`` per row (seed empty for the base model)."""
+    keys = [
+        f"{pool}|{method}|{'' if seed != seed else int(seed)}"
+        for pool, method, seed in zip(frame["pool"], frame["method"], frame["seed"], strict=True)
+    ]
+    return pd.Series(keys, index=frame.index, dtype=object)
+
+
+def conflicts(a: pd.DataFrame, b: pd.DataFrame, metric: str = "accuracy") -> list[str]:
+    """One line per (pool, method, seed) that both ledgers hold with a different ``metric``."""
+    left = pd.Series(a[metric].to_numpy(), index=_key(a))
+    right = pd.Series(b[metric].to_numpy(), index=_key(b))
+    both = left.index.intersection(right.index)
+    return [
+        f"pool {k.split('|')[0]}, method {k.split('|')[1]!r}, seed {k.split('|')[2] or '—'}: "
+        f"{metric} {float(left[k])!r} against {float(right[k])!r}"
+        for k in both
+        if not math.isclose(float(left[k]), float(right[k]), rel_tol=0, abs_tol=1e-12)
+    ]
+
+
+def record(path: str | Path, new: pd.DataFrame) -> pd.DataFrame:
+    """Add ``new`` ledger rows to the ledger at ``path`` and write it; rows it already holds (same
+    pool, method and seed, same accuracy) are kept once. ValueError naming the rows when one
+    disagrees: the same seed on the same pool must give the same result."""
+    path = Path(path)
+    ledger = read(path)
+    first = ~_key(new).duplicated()
+    clash = conflicts(ledger, new) + conflicts(new[first], new[~first])
+    if clash:
+        raise ValueError(
+            f"{path}: a recorded result and a new one disagree (same pool, method and seed): "
+            + "; ".join(clash)
+        )
+    known = set(_key(ledger))
+    fresh = new[first & ~_key(new).isin(known)]
+    merged = fresh if ledger.empty else pd.concat([ledger, fresh], ignore_index=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    merged.to_csv(path, index=False)
+    return merged
+
+
+def pooled(ledger: pd.DataFrame, pool: str, results: pd.DataFrame) -> pd.DataFrame:
+    """The ledger's rows of ``pool`` that ``results`` (a workspace's table, same pool) does not
+    hold, without provenance columns, ready for :func:`p3_pruning.stats.merge_results`.
+    ValueError when a row both hold disagrees."""
+    mine = ledger[ledger["pool"].astype(str) == pool]
+    if mine.empty:
+        return mine.drop(columns=list(PROVENANCE))
+    clash = conflicts(mine, rows(results, pool=pool))
+    if clash:
+        raise ValueError(
+            "the ledger and the workspaces disagree (same pool, method and seed): "
+            + "; ".join(clash)
+        )
+    held = set(_key(rows(results, pool=pool)))
+    return mine[~_key(mine).isin(held)].drop(columns=list(PROVENANCE)).dropna(axis=1, how="all")

@@ -1,0 +1,123 @@
+"""The study ledger: seeds kept past their workspace, pooled only on the same samples, and a seed
+that does not reproduce refused (p3_pruning.ledger, bench_study.py --record / --ledger)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from p3_pruning import ledger
+from p3_pruning.workspace import PROJECT_ROOT
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_study", PROJECT_ROOT / "benchmarks" / "bench_study.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+VERSION = "2026-01-02T00.00.00.000Z"
+
+
+def pool(responses=("1", "2", "3")) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sample_id": ["a", "b", "c"],
+            "prompt": ["1+0", "1+1", "1+2"],
+            "response": list(responses),
+        }
+    )
+
+
+EVAL = pd.DataFrame({"sample_id": ["x", "y"], "prompt": ["2+2", "2+3"], "answer": ["4", "5"]})
+
+
+def results(rows, base=0.2) -> pd.DataFrame:
+    seeded = [
+        {
+            "method": m,
+            "seed": float(s),
+            "accuracy": a,
+            "n_eval": 100,
+            "samples_trained": 10,
+            "total_flops": 4.0,
+            "total_seconds": 9.0,
+        }
+        for m, s, a in rows
+    ]
+    return pd.DataFrame(
+        [*seeded, {"method": "base", "seed": float("nan"), "accuracy": base, "n_eval": 100}]
+    )
+
+
+def workspace(path, table, train=None):
+    for relpath, frame in (
+        (bench.RESULTS, table),
+        (bench.SPLITS[0], pool() if train is None else train),
+        (bench.SPLITS[1], EVAL),
+    ):
+        folder = path / relpath / VERSION
+        folder.mkdir(parents=True)
+        if relpath.suffix == ".csv":
+            frame.to_csv(folder / relpath.name, index=False)
+        else:
+            frame.to_parquet(folder / relpath.name)
+    return path
+
+
+def test_the_fingerprint_follows_content_not_row_order():
+    base = ledger.pool_fingerprint(pool(), EVAL)
+    assert ledger.pool_fingerprint(pool().iloc[::-1], EVAL) == base
+    # a noisy pool keeps its ids and changes a response: another pool
+    assert ledger.pool_fingerprint(pool(("1", "9", "3")), EVAL) != base
+    assert ledger.pool_fingerprint(pool(), EVAL.iloc[:1]) != base
+    with pytest.raises(ValueError, match="train_pool has no sample_id"):
+        ledger.pool_fingerprint(pool().drop(columns="sample_id"), EVAL)
+
+
+def test_recording_is_idempotent_and_refuses_a_seed_that_does_not_reproduce(tmp_path):
+    path = tmp_path / "ledger.csv"
+    first = ledger.rows(results([("p3", 0, 0.3)]), pool="abc", commit="c1", source="ws1")
+    assert len(ledger.record(path, first)) == 2  # p3 seed 0 and the base model
+    again = ledger.rows(results([("p3", 0, 0.3), ("p3", 1, 0.4)]), pool="abc", source="ws2")
+    written = ledger.record(path, again)
+    assert sorted(zip(written["method"], written["seed"].fillna(-1), strict=True)) == [
+        ("base", -1),
+        ("p3", 0),
+        ("p3", 1),
+    ]
+    assert written.loc[written["seed"] == 0, "source"].item() == "ws1"  # the first record stays
+    differs = ledger.rows(results([("p3", 1, 0.5)]), pool="abc")
+    with pytest.raises(
+        ValueError, match=r"pool abc, method 'p3', seed 1: accuracy 0.4 against 0.5"
+    ):
+        ledger.record(path, differs)
+    # the same (method, seed) on another pool is another result
+    other = ledger.rows(results([("p3", 1, 0.5)], base=0.3), pool="def")
+    assert len(ledger.record(path, other)) == 5
+    with pytest.raises(ValueError, match="seed 0: accuracy"):
+        both = pd.concat([first, ledger.rows(results([("p3", 0, 0.9)]), pool="abc")])
+        ledger.record(tmp_path / "fresh.csv", both)
+
+
+def test_a_later_workspace_pools_with_the_ledgers_seeds_of_its_own_samples(tmp_path, capsys):
+    path = tmp_path / "ledger.csv"
+    early = workspace(tmp_path / "early", results([("p3", 0, 0.30), ("random", 0, 0.20)]))
+    bench.record([early], path)
+    recorded = ledger.read(path)
+    assert set(recorded["source"]) == {"early"} and recorded["pool"].nunique() == 1
+    # the early workspace is gone; a later one runs seed 1 on the same samples
+    late = workspace(tmp_path / "late", results([("p3", 1, 0.50), ("random", 1, 0.30)]))
+    table = bench.main([late], ledger=path).set_index("method")
+    assert table.loc["p3", "n_seeds"] == 2 and table.loc["random", "n_seeds"] == 2
+    assert table.loc["p3", "diff_vs_random"] == pytest.approx(0.15)
+    assert table.loc["base", "n_seeds"] == 1
+    capsys.readouterr()
+    # a workspace of other samples takes nothing from the ledger
+    noisy = workspace(tmp_path / "noisy", results([("p3", 1, 0.50)]), train=pool(("1", "9", "3")))
+    assert bench.main([noisy], ledger=path).set_index("method").loc["p3", "n_seeds"] == 1
+    # a workspace that holds a recorded seed with another result is refused
+    rerun = workspace(tmp_path / "rerun", results([("p3", 0, 0.31)]))
+    with pytest.raises(ValueError, match="the ledger and the workspaces disagree"):
+        bench.main([rerun], ledger=path)
