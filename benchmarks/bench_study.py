@@ -117,6 +117,10 @@ def _pct(value: float) -> str:
     return "—" if value != value else f"{100 * value:.1f}"
 
 
+def _num(value: float, spec: str, unit: str = "") -> str:
+    return "—" if value != value else f"{value:{spec}}{unit}"
+
+
 def _diff(row: pd.Series, ref: str) -> str:
     mean = row.get(f"diff_vs_{ref}", math.nan)
     if mean != mean or row["method"] == ref:
@@ -154,17 +158,19 @@ def markdown(table: pd.DataFrame) -> str:
         )
         evaluation = row.get("eval_flops", 0.0) + row.get("generation_flops", 0.0)
         flops = (
-            f"{row['total_flops']:.2g} ({row.get('score_flops', 0.0):.2g} / "
+            "—"  # rows from the ledger's README figures carry accuracy only
+            if row["total_flops"] != row["total_flops"]
+            else f"{row['total_flops']:.2g} ({row.get('score_flops', 0.0):.2g} / "
             f"{row.get('train_flops', 0.0):.2g} / {evaluation:.2g})"
         )
-        ratio = "—" if random_flops != random_flops else f"{row['total_flops'] / random_flops:.2f}×"
+        ratio = _num(row["total_flops"] / random_flops, ".2f", "×")
         lines.append(
             f"| {row['method']} | {int(row['n_seeds'])} | {_pct(row['mean'])} % | {interval} "
             f"| {_pct(row['stderr_within'])} | "
             + " | ".join(_diff(row, ref) for ref in (*REFERENCES, P3))
             + " "
-            f"| {' / '.join(_pct(row[c]) for c in levels)} | {row['samples_trained']:.0f} "
-            f"| {flops} | {ratio} | {row['total_seconds']:.0f} |"
+            f"| {' / '.join(_pct(row[c]) for c in levels)} | {_num(row['samples_trained'], '.0f')} "
+            f"| {flops} | {ratio} | {_num(row['total_seconds'], '.0f')} |"
         )
     return "\n".join(lines)
 
