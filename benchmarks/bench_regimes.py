@@ -15,6 +15,11 @@ use P3"; the full per-regime tables come from ``bench_study.py``.
 
     .venv/bin/python benchmarks/bench_regimes.py /work/study /work/study_red /work/study_off
     .venv/bin/python benchmarks/bench_regimes.py A,A2 B --arm p3_easy    # A and A2: one regime
+    .venv/bin/python benchmarks/bench_regimes.py C --arm random_matched --ledger benchmarks/ledger.csv
+
+``--ledger`` pools each regime's workspaces with the study ledger's seeds of the same samples (a
+new arm against the eight recorded seeds of random, whose workspace is gone); the audit comes from
+the workspaces only.
 """
 
 from __future__ import annotations
@@ -57,9 +62,11 @@ def regime_name(shares: dict[str, float]) -> str:
     return ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(injected.items()))
 
 
-def regime_row(workspaces: list[Path], arm: str = P3, reference: str = RANDOM) -> dict:
+def regime_row(
+    workspaces: list[Path], arm: str = P3, reference: str = RANDOM, ledger: Path | None = None
+) -> dict:
     """One regime's comparison of ``arm`` with ``reference`` (fractions, not percent)."""
-    results = bench_study.load(workspaces)
+    results = bench_study.load(workspaces, ledger)
     for name in (arm, reference):
         if name not in set(results["method"]):
             raise ValueError(f"{', '.join(map(str, workspaces))}: no {name!r} results")
@@ -141,13 +148,19 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {row['regime']} | {row['seeds']} | {_pct(row['arm_accuracy'])} % "
             f"| {_pct(row['reference_accuracy'])} % | {diff} | {mdd} "
-            f"| {row['ahead']} of {row['seeds']} | {row['flops_ratio']:.2f}× | {_audit_cell(row)} |"
+            f"| {row['ahead']} of {row['seeds']} | {bench_study._num(row['flops_ratio'], '.2f', '×')} "
+            f"| {_audit_cell(row)} |"
         )
     return "\n".join(lines)
 
 
-def main(regimes: list[list[Path]], arm: str = P3, reference: str = RANDOM) -> list[dict]:
-    rows = [regime_row(workspaces, arm, reference) for workspaces in regimes]
+def main(
+    regimes: list[list[Path]],
+    arm: str = P3,
+    reference: str = RANDOM,
+    ledger: Path | None = None,
+) -> list[dict]:
+    rows = [regime_row(workspaces, arm, reference, ledger) for workspaces in regimes]
     print(markdown(rows))
     return rows
 
@@ -161,9 +174,13 @@ if __name__ == "__main__":
     )
     parser.add_argument("--arm", default=P3, help=f"the arm compared (default {P3})")
     parser.add_argument("--reference", default=RANDOM, help=f"against (default {RANDOM})")
+    parser.add_argument(
+        "--ledger", type=Path, metavar="CSV", help="pool in the study ledger's seeds of each pool"
+    )
     args = parser.parse_args()
     main(
         [[Path(p) for p in regime.split(",")] for regime in args.regimes],
         args.arm,
         args.reference,
+        args.ledger,
     )

@@ -121,3 +121,23 @@ def test_a_later_workspace_pools_with_the_ledgers_seeds_of_its_own_samples(tmp_p
     rerun = workspace(tmp_path / "rerun", results([("p3", 0, 0.31)]))
     with pytest.raises(ValueError, match="the ledger and the workspaces disagree"):
         bench.main([rerun], ledger=path)
+
+
+def test_bench_regimes_pairs_a_new_arm_with_the_ledgers_reference(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "bench_regimes", PROJECT_ROOT / "benchmarks" / "bench_regimes.py"
+    )
+    regimes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regimes)
+    path = tmp_path / "ledger.csv"
+    eight = workspace(
+        tmp_path / "eight", results([("random", s, 0.2 + s / 100) for s in (0, 1, 2)])
+    )
+    bench.record([eight], path)
+    matched = workspace(tmp_path / "m", results([("random_matched", s, 0.3) for s in (0, 1)]))
+    with pytest.raises(ValueError, match="no 'random' results"):
+        regimes.main([[matched]], arm="random_matched")  # without the ledger: nothing to pair
+    (row,) = regimes.main([[matched]], arm="random_matched", ledger=path)
+    assert row["seeds"] == 2 and row["ahead"] == 2
+    assert row["diff"] == pytest.approx(0.3 - 0.205)
+    assert "| clean | 2 | 30.0 % | 20.5 % |" in capsys.readouterr().out
