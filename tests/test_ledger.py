@@ -10,14 +10,7 @@ import pytest
 
 from p3_pruning import ledger
 from p3_pruning.workspace import PROJECT_ROOT
-
-_spec = importlib.util.spec_from_file_location(
-    "bench_study", PROJECT_ROOT / "benchmarks" / "bench_study.py"
-)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
-
-VERSION = "2026-01-02T00.00.00.000Z"
+from test_bench_study import bench, results, write
 
 
 def pool(responses=("1", "2", "3")) -> pd.DataFrame:
@@ -31,39 +24,6 @@ def pool(responses=("1", "2", "3")) -> pd.DataFrame:
 
 
 EVAL = pd.DataFrame({"sample_id": ["x", "y"], "prompt": ["2+2", "2+3"], "answer": ["4", "5"]})
-
-
-def results(rows, base=0.2) -> pd.DataFrame:
-    seeded = [
-        {
-            "method": m,
-            "seed": float(s),
-            "accuracy": a,
-            "n_eval": 100,
-            "samples_trained": 10,
-            "total_flops": 4.0,
-            "total_seconds": 9.0,
-        }
-        for m, s, a in rows
-    ]
-    return pd.DataFrame(
-        [*seeded, {"method": "base", "seed": float("nan"), "accuracy": base, "n_eval": 100}]
-    )
-
-
-def workspace(path, table, train=None):
-    for relpath, frame in (
-        (bench.RESULTS, table),
-        (bench.SPLITS[0], pool() if train is None else train),
-        (bench.SPLITS[1], EVAL),
-    ):
-        folder = path / relpath / VERSION
-        folder.mkdir(parents=True)
-        if relpath.suffix == ".csv":
-            frame.to_csv(folder / relpath.name, index=False)
-        else:
-            frame.to_parquet(folder / relpath.name)
-    return path
 
 
 def test_the_fingerprint_follows_content_not_row_order():
@@ -103,22 +63,22 @@ def test_recording_is_idempotent_and_refuses_a_seed_that_does_not_reproduce(tmp_
 
 def test_a_later_workspace_pools_with_the_ledgers_seeds_of_its_own_samples(tmp_path, capsys):
     path = tmp_path / "ledger.csv"
-    early = workspace(tmp_path / "early", results([("p3", 0, 0.30), ("random", 0, 0.20)]))
+    early = write(tmp_path / "early", results([("p3", 0, 0.30), ("random", 0, 0.20)]))
     bench.record([early], path)
     recorded = ledger.read(path)
     assert set(recorded["source"]) == {"early"} and recorded["pool"].nunique() == 1
     # the early workspace is gone; a later one runs seed 1 on the same samples
-    late = workspace(tmp_path / "late", results([("p3", 1, 0.50), ("random", 1, 0.30)]))
+    late = write(tmp_path / "late", results([("p3", 1, 0.50), ("random", 1, 0.30)]))
     table = bench.main([late], ledger=path).set_index("method")
     assert table.loc["p3", "n_seeds"] == 2 and table.loc["random", "n_seeds"] == 2
     assert table.loc["p3", "diff_vs_random"] == pytest.approx(0.15)
     assert table.loc["base", "n_seeds"] == 1
     capsys.readouterr()
     # a workspace of other samples takes nothing from the ledger
-    noisy = workspace(tmp_path / "noisy", results([("p3", 1, 0.50)]), train=pool(("1", "9", "3")))
-    assert bench.main([noisy], ledger=path).set_index("method").loc["p3", "n_seeds"] == 1
+    other = write(tmp_path / "other", results([("p3", 1, 0.50)]), samples=("a", "b", "d"))
+    assert bench.main([other], ledger=path).set_index("method").loc["p3", "n_seeds"] == 1
     # a workspace that holds a recorded seed with another result is refused
-    rerun = workspace(tmp_path / "rerun", results([("p3", 0, 0.31)]))
+    rerun = write(tmp_path / "rerun", results([("p3", 0, 0.31)]))
     with pytest.raises(ValueError, match="the ledger and the workspaces disagree"):
         bench.main([rerun], ledger=path)
 
@@ -130,11 +90,9 @@ def test_bench_regimes_pairs_a_new_arm_with_the_ledgers_reference(tmp_path, caps
     regimes = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(regimes)
     path = tmp_path / "ledger.csv"
-    eight = workspace(
-        tmp_path / "eight", results([("random", s, 0.2 + s / 100) for s in (0, 1, 2)])
-    )
+    eight = write(tmp_path / "eight", results([("random", s, 0.2 + s / 100) for s in (0, 1, 2)]))
     bench.record([eight], path)
-    matched = workspace(tmp_path / "m", results([("random_matched", s, 0.3) for s in (0, 1)]))
+    matched = write(tmp_path / "m", results([("random_matched", s, 0.3) for s in (0, 1)]))
     with pytest.raises(ValueError, match="no 'random' results"):
         regimes.main([[matched]], arm="random_matched")  # without the ledger: nothing to pair
     (row,) = regimes.main([[matched]], arm="random_matched", ledger=path)
