@@ -99,3 +99,15 @@ def test_bench_regimes_pairs_a_new_arm_with_the_ledgers_reference(tmp_path, caps
     assert row["seeds"] == 2 and row["ahead"] == 2
     assert row["diff"] == pytest.approx(0.3 - 0.205)
     assert "| clean | 2 | 30.0 % | 20.5 % |" in capsys.readouterr().out
+
+
+def test_three_workspaces_recording_the_same_base_model_keep_it_once(tmp_path):
+    path = tmp_path / "ledger.csv"
+    new = pd.concat(
+        [ledger.rows(results([("p3", s, 0.3)]), pool="abc", source=f"ws{s}") for s in range(3)]
+    )
+    written = ledger.record(path, new)
+    assert (written["method"] == "base").sum() == 1 and len(written) == 4
+    new.loc[new["source"] == "ws2", "accuracy"] = 0.25  # ws2's base model disagrees
+    with pytest.raises(ValueError, match="method 'base', seed —: accuracy 0.2 against 0.25"):
+        ledger.record(tmp_path / "fresh.csv", new)

@@ -75,16 +75,18 @@ def _key(frame: pd.DataFrame) -> pd.Series:
 
 
 def conflicts(a: pd.DataFrame, b: pd.DataFrame, metric: str = "accuracy") -> list[str]:
-    """One line per (pool, method, seed) that both ledgers hold with a different ``metric``."""
-    left = pd.Series(a[metric].to_numpy(), index=_key(a))
-    right = pd.Series(b[metric].to_numpy(), index=_key(b))
-    both = left.index.intersection(right.index)
-    return [
-        f"pool {k.split('|')[0]}, method {k.split('|')[1]!r}, seed {k.split('|')[2] or '—'}: "
-        f"{metric} {float(left[k])!r} against {float(right[k])!r}"
-        for k in both
-        if not math.isclose(float(left[k]), float(right[k]), rel_tol=0, abs_tol=1e-12)
-    ]
+    """One line per row of ``b`` whose (pool, method, seed) ``a`` holds with another ``metric``
+    (either may hold a key more than once: every row of ``b`` is checked against ``a``'s first)."""
+    held = dict(zip(reversed(_key(a).tolist()), reversed(a[metric].tolist()), strict=True))
+    lines = []
+    for key, value in zip(_key(b), b[metric], strict=True):
+        if key in held and not math.isclose(float(held[key]), float(value), abs_tol=1e-12):
+            pool, method, seed = key.split("|")
+            lines.append(
+                f"pool {pool}, method {method!r}, seed {seed or '—'}: "
+                f"{metric} {float(held[key])!r} against {float(value)!r}"
+            )
+    return lines
 
 
 def record(path: str | Path, new: pd.DataFrame) -> pd.DataFrame:
