@@ -227,7 +227,7 @@ def test_divergence_stops_training_at_the_step_it_happens(tokenizer, samples, le
 def test_nan_weights_are_refused_even_when_no_step_showed_it(tokenizer, samples, monkeypatch):
     """Behind the per-step checks: with them off, lr 1e30 ends in NaN weights, and the final check
     still refuses the adapter (a healthy run passes it: every other training test here)."""
-    monkeypatch.setattr(training, "_divergence_guard", lambda factor, label: TrainerCallback())
+    monkeypatch.setattr(training, "_divergence_guard", lambda *_, **__: TrainerCallback())
     with pytest.raises(
         TrainingDiverged, match=r"^spl round 1: \d+ of \d+ adapter tensors hold non-finite"
     ):
@@ -287,6 +287,82 @@ def test_a_few_batches_of_unlearnt_samples_are_not_divergence(measured):
     assert found[-1].startswith(
         "4 of the last 4 steps lost more than 4 times the mean of the first 4"
     )
+
+
+class _ProbedModel(torch.nn.Module):
+    """A model whose loss is whatever the test sets: what the guard's probe reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.value = 0.7
+        self.calls = 0
+
+    def forward(self, input_ids, labels, attention_mask):
+        self.calls += 1
+        assert not self.training  # the probe runs with dropout off
+        return type("Out", (), {"loss": torch.tensor(self.value)})()
+
+
+def _guard_run(model, losses, probe_values=None, factor=4.0):
+    """Feed ``losses`` to a probed guard step by step; ``probe_values[step]`` sets the probe's loss
+    from that step on. The step at which it raised, with its message, or (None, None)."""
+    features = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]} for _ in range(40)]
+    probe = training.probe_batches(features, 0, 4)
+    guard = training._divergence_guard(factor, "random round 1", probe=probe)
+    state = type("State", (), {"global_step": 0, "max_steps": len(losses)})()
+    model.train()
+    guard.on_train_begin(None, state, None, model=model)
+    for step, loss in enumerate(losses, start=1):
+        state.global_step = step
+        model.value = (probe_values or {}).get(step, model.value)
+        try:
+            guard.on_log(None, state, None, logs={"loss": loss, "grad_norm": 0.5}, model=model)
+        except TrainingDiverged as err:
+            return step, str(err)
+        assert model.training  # the probe put the train mode back
+    return None, None
+
+
+def test_hard_batches_in_a_row_are_not_divergence_when_the_model_is_fine(caplog):
+    # random, round 1 of the off-task regime at a 90 % budget (135 rows): three batches of unlearnt
+    # one-token answers in a row held the majority of the window; the model itself was fine
+    measured = [1.0282, 0.9279, 0.7213, 0.2431, 0.4044, 7.8989, 9.5041, 8.6278, 0.5, 0.3]
+    model = _ProbedModel()
+    assert divergence(measured[:8], 0.5, training.DIVERGENCE_FACTOR) is not None
+    with caplog.at_level("WARNING", logger="p3_pruning.training"):
+        assert _guard_run(model, measured) == (None, None)
+    assert "batches of samples the model has not learnt, not divergence" in caplog.text
+    assert "on 16 fixed samples of the round the loss is 0.7 against 0.7" in caplog.text
+    # probed once at the start, then once at step 8, not again while the window is cleared:
+    # 16 samples in batches of 4, twice
+    assert model.calls == 2 * 4
+
+
+def test_a_rise_the_probe_confirms_stops_training():
+    measured = [1.0282, 0.9279, 0.7213, 0.2431, 0.4044, 7.8989, 9.5041, 8.6278]
+    step, message = _guard_run(_ProbedModel(), measured, probe_values={6: 0.7 * 5})
+    assert step == 8
+    assert message.startswith("random round 1: training diverged at step 8 of 8: 3 of the last 4")
+    assert message.endswith(
+        "on 16 fixed samples of the round the loss rose from 0.7 to 3.5. Nothing was saved for "
+        "this round; lower training.learning_rate (or raise training.warmup_ratio) and rerun it"
+    )
+    # a model that breaks after a cleared window is caught once the window has passed
+    rising = [1.0, 1.0, 1.0, 1.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0, 9.0]
+    assert _guard_run(_ProbedModel(), rising, probe_values={9: 0.7 * 5})[0] == 11
+    # without a probe (factor off) nothing is measured
+    model = _ProbedModel()
+    assert _guard_run(model, rising, factor=None) == (None, None) and model.calls == 0
+
+
+def test_probe_batches_spread_over_the_round():
+    features = [{"input_ids": [i] * (1 + i % 3), "labels": [i] * (1 + i % 3)} for i in range(40)]
+    batches = training.probe_batches(features, 0, 4)
+    firsts = [int(row[0]) for b in batches for row in b["input_ids"]]
+    assert len(firsts) == training.PROBE_SAMPLES and firsts[0] == 0 and firsts[-1] == 39
+    assert [len(b["input_ids"]) for b in batches] == [4, 4, 4, 4]
+    assert len(training.probe_batches(features[:3], 0, 4)[0]["input_ids"]) == 3
 
 
 def test_divergence_docstring_examples():
