@@ -126,7 +126,7 @@ def _audit_cell(row: dict) -> str:
         )
     if row["distinct"]:
         arm, ref = (
-            " / ".join(map(_pct, row["distinct"][k])) for k in (row["arm"], row["reference"])
+            " / ".join(map(_pct, row["distinct"][k])) or "—" for k in (row["arm"], row["reference"])
         )
         cells.append(f"distinct problems per row {arm} ({row['reference']} {ref})")
     return "; ".join(cells) or "—"
