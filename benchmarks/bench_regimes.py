@@ -10,8 +10,9 @@ difference seed by seed with its 95 % t interval and its minimum detectable diff
 power, on how many seeds the arm was ahead, the FLOPs ratio, and for each injected origin its share
 of the pool against its share of each arm's selection (round by round, means over seeds) with the
 AUROC of the arm's difficulty separating it from clean, and in a pool with near-duplicates the
-distinct problems per selected row. Markdown, ready for the README's "When to
-use P3"; the full per-regime tables come from ``bench_study.py``.
+distinct problems per selected row; with several regimes, one more line pools every regime's
+paired seeds. Markdown, ready for the README's "When to use P3"; the full per-regime tables come
+from ``bench_study.py``.
 
     .venv/bin/python benchmarks/bench_regimes.py /work/study /work/study_red /work/study_off
     .venv/bin/python benchmarks/bench_regimes.py A,A2 B --arm p3_easy    # A and A2: one regime
@@ -86,6 +87,7 @@ def regime_row(
         "diff_high": table.loc[arm, f"diff_vs_{reference}_ci_high"],
         "mdd": table.loc[arm, f"diff_vs_{reference}_mdd"],
         "ahead": int((paired[arm] > paired[reference]).sum()),
+        "differences": (paired[arm] - paired[reference]).tolist(),
         "flops_ratio": table.loc[arm, "total_flops"] / table.loc[reference, "total_flops"],
         "audit": {},
         "distinct": {},
@@ -154,6 +156,23 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def pooled_line(rows: list[dict]) -> str:
+    """Over every regime's paired seeds together (one difference per regime and seed): the mean
+    difference with its 95 % t interval, MDD and the count ahead. Empty for a single regime. An
+    answer to "does this hold across pools?", not an estimate for any one of them."""
+    if len(rows) < 2:
+        return ""
+    differences = [d for row in rows for d in row["differences"]]
+    ci = stats.mean_ci(differences)
+    mdd = stats.minimum_detectable_difference(ci.sd, ci.n)
+    arm, reference = rows[0]["arm"], rows[0]["reference"]
+    return (
+        f"All {len(rows)} pools together, {ci.n} paired (pool, seed) runs: {arm} − {reference} "
+        f"{100 * ci.mean:+.1f} points ({100 * ci.low:+.1f} … {100 * ci.high:+.1f}), MDD "
+        f"{100 * mdd:.1f}, {arm} ahead on {sum(d > 0 for d in differences)} of {ci.n}"
+    )
+
+
 def main(
     regimes: list[list[Path]],
     arm: str = P3,
@@ -162,6 +181,9 @@ def main(
 ) -> list[dict]:
     rows = [regime_row(workspaces, arm, reference, ledger) for workspaces in regimes]
     print(markdown(rows))
+    pooled = pooled_line(rows)
+    if pooled:
+        print(f"\n{pooled}")
     return rows
 
 

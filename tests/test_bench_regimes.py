@@ -108,3 +108,14 @@ def test_an_arm_that_did_not_run_is_named(tmp_path):
     ws = workspace(tmp_path, "a", {("p3", 0): 0.3, ("random", 0): 0.2})
     with pytest.raises(ValueError, match="no 'p3_easy' results"):
         bench.regime_row([ws], arm="p3_easy")
+
+
+def test_the_pooled_line_takes_every_regimes_paired_seeds():
+    rows = [
+        {"arm": "a", "reference": "b", "differences": [0.01, 0.03]},
+        {"arm": "a", "reference": "b", "differences": [-0.02, 0.02, 0.06]},
+    ]
+    line = bench.pooled_line(rows)
+    assert line.startswith("All 2 pools together, 5 paired (pool, seed) runs: a − b +2.0 points (")
+    assert line.endswith("a ahead on 4 of 5")
+    assert bench.pooled_line(rows[:1]) == ""
