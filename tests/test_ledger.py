@@ -111,3 +111,19 @@ def test_three_workspaces_recording_the_same_base_model_keep_it_once(tmp_path):
     new.loc[new["source"] == "ws2", "accuracy"] = 0.25  # ws2's base model disagrees
     with pytest.raises(ValueError, match="method 'base', seed —: accuracy 0.2 against 0.25"):
         ledger.record(tmp_path / "fresh.csv", new)
+
+
+def test_the_committed_ledger_is_consistent():
+    """benchmarks/ledger.csv, the regime studies' evidence: one row per (pool, method, seed), every
+    accuracy a whole number of correct answers, every row with its pool, source and base model."""
+    recorded = ledger.read(PROJECT_ROOT / "benchmarks" / "ledger.csv")
+    assert len(recorded) > 0
+    keys = ledger._key(recorded)
+    assert not keys.duplicated().any(), keys[keys.duplicated()].tolist()
+    correct = recorded["accuracy"] * recorded["n_eval"]
+    assert ((correct - correct.round()).abs() < 1e-6).all()
+    assert recorded["pool"].str.fullmatch(r"[0-9a-f]{12}").all()
+    assert recorded["source"].notna().all()
+    for pool, rows in recorded.groupby("pool"):
+        assert (rows["method"] == "base").sum() == 1, pool
+        assert rows["n_eval"].nunique() == 1, pool
