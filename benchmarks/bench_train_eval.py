@@ -4,7 +4,8 @@ Prints, all measured in this run:
 - generation: batched vs one-at-a-time decoding, and decoding steps + seconds with the answer-line stop vs
   without it (same prompts, one batch; base model and tuned model); the ratios are the claims;
 - one ``train_round`` over ``--train`` chain_sum samples, then held-out accuracy, response NLL and mean
-  difficulty before → after.
+  difficulty before → after, and what one read of the divergence guard's probe costs against the
+  round's training time.
 
     python benchmarks/bench_train_eval.py --train 64 --eval 32
 """
@@ -16,10 +17,11 @@ import time
 
 import torch
 
+from p3_pruning.chat import DEFAULT_SYSTEM
 from p3_pruning.data import generate_default, split_samples
 from p3_pruning.evaluation import cheap_eval, evaluate_generation, generate
 from p3_pruning.models import load_model
-from p3_pruning.training import train_round
+from p3_pruning.training import MAX_LENGTH, build_features, probe_batches, probe_loss, train_round
 
 
 def timed(fn, *args, **kwargs):
@@ -112,6 +114,16 @@ def main() -> None:
     cheap_before = cheap_eval(model, tokenizer, held_out, progress=False)
     (adapter, metrics), t_train = timed(
         train_round, model, tokenizer, train, seed=args.seed, progress=False
+    )
+    features = build_features(
+        tokenizer, train, max_length=MAX_LENGTH, loss_on="response", system=DEFAULT_SYSTEM
+    )
+    probe_rows = probe_batches(features, tokenizer.pad_token_id, 4)
+    _, t_probe = timed(probe_loss, model, probe_rows)
+    print(
+        f"divergence probe: {sum(len(b['input_ids']) for b in probe_rows)} samples read in "
+        f"{t_probe:.2f} s = {t_probe / t_train:.1%} of the round's {t_train:.1f} s (which includes "
+        "its one read before the first step; read again only when step losses rise)"
     )
     tuned = adapter.apply(model)
     after_rows, after = timed(evaluate_generation, tuned, tokenizer, held_out, **opts)
