@@ -122,8 +122,8 @@ def main() -> None:
     _, t_probe = timed(probe_loss, model, probe_rows)
     print(
         f"divergence probe: {sum(len(b['input_ids']) for b in probe_rows)} samples read in "
-        f"{t_probe:.2f} s = {t_probe / t_train:.1%} of the round's {t_train:.1f} s (which includes "
-        "its one read before the first step; read again only when step losses rise)"
+        f"{t_probe:.2f} s = {t_probe / t_train:.1%} of the round's {t_train:.1f} s (read only when "
+        "the step losses rise: twice then, with the current and the starting weights)"
     )
     tuned = adapter.apply(model)
     after_rows, after = timed(evaluate_generation, tuned, tokenizer, held_out, **opts)

@@ -290,23 +290,23 @@ def test_a_few_batches_of_unlearnt_samples_are_not_divergence(measured):
 
 
 class _ProbedModel(torch.nn.Module):
-    """A model whose loss is whatever the test sets: what the guard's probe reads."""
+    """A model whose loss is 0.7 plus its one trainable weight: what the guard's probe reads."""
 
     def __init__(self):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.value = 0.7
         self.calls = 0
 
     def forward(self, input_ids, labels, attention_mask):
         self.calls += 1
         assert not self.training  # the probe runs with dropout off
-        return type("Out", (), {"loss": torch.tensor(self.value)})()
+        return type("Out", (), {"loss": 0.7 + self.weight.detach().sum()})()
 
 
 def _guard_run(model, losses, probe_values=None, factor=4.0):
     """Feed ``losses`` to a probed guard step by step; ``probe_values[step]`` sets the probe's loss
-    from that step on. The step at which it raised, with its message, or (None, None)."""
+    from that step on (the weights change, as training changes them). The step at which it raised,
+    with its message, or (None, None); the weights are as training left them either way."""
     features = [{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]} for _ in range(40)]
     probe = training.probe_batches(features, 0, 4)
     guard = training._divergence_guard(factor, "random round 1", probe=probe)
@@ -315,11 +315,15 @@ def _guard_run(model, losses, probe_values=None, factor=4.0):
     guard.on_train_begin(None, state, None, model=model)
     for step, loss in enumerate(losses, start=1):
         state.global_step = step
-        model.value = (probe_values or {}).get(step, model.value)
+        if step in (probe_values or {}):
+            model.weight.data.fill_(probe_values[step] - 0.7)
+        weights = model.weight.detach().clone()
         try:
             guard.on_log(None, state, None, logs={"loss": loss, "grad_norm": 0.5}, model=model)
         except TrainingDiverged as err:
             return step, str(err)
+        finally:
+            assert torch.equal(model.weight, weights)  # starting weights swapped in and back
         assert model.training  # the probe put the train mode back
     return None, None
 
@@ -334,8 +338,8 @@ def test_hard_batches_in_a_row_are_not_divergence_when_the_model_is_fine(caplog)
         assert _guard_run(model, measured) == (None, None)
     assert "batches of samples the model has not learnt, not divergence" in caplog.text
     assert "on 16 fixed samples of the round the loss is 0.7 against 0.7" in caplog.text
-    # probed once at the start, then once at step 8, not again while the window is cleared:
-    # 16 samples in batches of 4, twice
+    # nothing read before a rise; at step 8 the probe with the current and the starting weights,
+    # not again while the window is cleared: 16 samples in batches of 4, twice
     assert model.calls == 2 * 4
 
 

@@ -12,8 +12,10 @@ mean. A single step or two high is not divergence: with length-grouped batches t
 come last, and in a mixed pool a batch of them can be another task's unlearnt one-token answers.
 Several such batches in a row can hold the majority, so a rise is confirmed before training stops:
 the model's loss on a fixed probe of the round's samples (up to ``PROBE_SAMPLES``, spread over the
-round) must also have risen past the factor since before the first step; when it has not, the high
-steps were hard batches, not a broken model, and training goes on with a warning.
+round) must also have risen past the factor against the same probe read with the round's starting
+weights (kept from before the first step, trainable ones only, and read only when a rise shows);
+when it has not, the high steps were hard batches, not a broken model, and training goes on with a
+warning.
 A diverged adapter would otherwise be saved as a finished round and the damage would surface one
 round later, under another cause.
 """
@@ -366,18 +368,38 @@ def _divergence_guard(factor: float | None, label: str | None, probe: Sequence[d
     """A callback that raises :class:`TrainingDiverged` at the first diverged optimizer step.
 
     ``probe`` (:func:`probe_batches`): when given, a rise of the step losses stops training only if
-    the model's loss on it has risen past ``factor`` since before the first step too."""
+    the model's loss on it has risen past ``factor`` against the round's starting weights too."""
     from transformers import TrainerCallback
 
     class DivergenceGuard(TrainerCallback):
         def __init__(self):
             self.losses: list[float] = []
-            self.reference: float | None = None  # the probe's loss before the first step
+            self.start: dict[str, torch.Tensor] | None = None  # trainable weights before step 1
+            self.reference: float | None = None  # the probe's loss with them, read when needed
             self.cleared_until = 0  # steps a probe found healthy are not probed again
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             if probe and factor is not None and model is not None:
-                self.reference = probe_loss(model, probe)
+                self.start = {
+                    name: p.detach().clone()
+                    for name, p in model.named_parameters()
+                    if p.requires_grad
+                }
+
+        def _starting_loss(self, model) -> float:
+            """The probe's loss with the starting weights (swapped in and back, bit for bit)."""
+            if self.reference is None:
+                params = dict(model.named_parameters())
+                now = {name: params[name].detach().clone() for name in self.start}
+                with torch.no_grad():
+                    for name, weights in self.start.items():
+                        params[name].copy_(weights)
+                    try:
+                        self.reference = probe_loss(model, probe)
+                    finally:
+                        for name, weights in now.items():
+                            params[name].copy_(weights)
+            return self.reference
 
         def on_log(self, args, state, control, logs=None, model=None, **kwargs):
             if not logs or "loss" not in logs:
@@ -387,8 +409,9 @@ def _divergence_guard(factor: float | None, label: str | None, probe: Sequence[d
             why = divergence(self.losses, None if grad_norm is None else float(grad_norm), None)
             if why is None and state.global_step > self.cleared_until:
                 why = divergence(self.losses, None, factor)
-                if why is not None and self.reference is not None and model is not None:
-                    why = self._confirmed(why, probe_loss(model, probe), state.global_step)
+                if why is not None and self.start is not None and model is not None:
+                    now = probe_loss(model, probe)
+                    why = self._confirmed(why, self._starting_loss(model), now, state.global_step)
             if why is not None:
                 raise TrainingDiverged(
                     f"{label or 'train_round'}: training diverged at step {state.global_step} of "
@@ -396,12 +419,12 @@ def _divergence_guard(factor: float | None, label: str | None, probe: Sequence[d
                     "training.learning_rate (or raise training.warmup_ratio) and rerun it"
                 )
 
-        def _confirmed(self, why: str, now: float, step: int) -> str | None:
+        def _confirmed(self, why: str, start: float, now: float, step: int) -> str | None:
             n = sum(len(b["input_ids"]) for b in probe)
-            if self.reference > 0 and now > factor * self.reference:
+            if start > 0 and now > factor * start:
                 return (
                     f"{why}; on {n} fixed samples of the round the loss rose from "
-                    f"{self.reference:.4g} to {now:.4g}"
+                    f"{start:.4g} to {now:.4g}"
                 )
             self.cleared_until = step + DIVERGENCE_WINDOW - 1
             log.warning(
@@ -413,7 +436,7 @@ def _divergence_guard(factor: float | None, label: str | None, probe: Sequence[d
                 why,
                 n,
                 now,
-                self.reference,
+                start,
             )
             return None
 
