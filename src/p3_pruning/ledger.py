@@ -117,11 +117,12 @@ def pooled(ledger: pd.DataFrame, pool: str, results: pd.DataFrame) -> pd.DataFra
     mine = ledger[ledger["pool"].astype(str) == pool]
     if mine.empty:
         return mine.drop(columns=list(PROVENANCE))
-    clash = conflicts(mine, rows(results, pool=pool))
+    theirs = rows(results, pool=pool)
+    clash = conflicts(mine, theirs)
     if clash:
         raise ValueError(
             "the ledger and the workspaces disagree (same pool, method and seed): "
             + "; ".join(clash)
         )
-    held = set(_key(rows(results, pool=pool)))
+    held = set(_key(theirs))
     return mine[~_key(mine).isin(held)].drop(columns=list(PROVENANCE)).dropna(axis=1, how="all")
