@@ -32,9 +32,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from p3_pruning import ledger as study_ledger
 from p3_pruning import stats
 from p3_pruning.audit import audit_summary
-from p3_pruning.data.inject import CLEAN, ORIGIN
+from p3_pruning.data.inject import CLEAN
 from p3_pruning.methods import P3
 from p3_pruning.workspace import TRAIN_POOL, latest_version
 
@@ -49,18 +50,8 @@ RANDOM = "random"
 
 
 def composition(workspace: Path) -> dict[str, float]:
-    """The train pool's share of each origin (``{"clean": 1.0}`` without an origin column)."""
-    pool = pd.read_parquet(latest_version(workspace, TRAIN_POOL))
-    if ORIGIN not in pool.columns:
-        return {CLEAN: 1.0}
-    return pool[ORIGIN].value_counts(normalize=True).to_dict()
-
-
-def regime_name(shares: dict[str, float]) -> str:
-    injected = {k: v for k, v in shares.items() if k != CLEAN and v > 0}
-    if not injected:
-        return "clean"
-    return ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(injected.items()))
+    """The workspace's train pool's share of each origin (:func:`p3_pruning.ledger.pool_shares`)."""
+    return study_ledger.pool_shares(pd.read_parquet(latest_version(workspace, TRAIN_POOL)))
 
 
 def regime_row(
@@ -76,7 +67,7 @@ def regime_row(
     paired = wide[[arm, reference]].dropna()
     shares = composition(workspaces[0])
     row = {
-        "regime": regime_name(shares),
+        "regime": study_ledger.regime_name(shares),
         "seeds": len(paired),
         "arm": arm,
         "reference": reference,

@@ -95,14 +95,18 @@ def _commit(workspace: Path) -> str:
 
 
 def record(workspaces: list[Path], ledger: Path) -> pd.DataFrame:
-    """Add every workspace's study results to the ``ledger`` (its samples' fingerprint, the
-    checkout's commit, the workspace's folder name as source); the ledger as written."""
+    """Add every workspace's study results to the ``ledger`` (its samples' fingerprint, its train
+    pool's regime, the checkout's commit, the workspace's folder name as source); the ledger as
+    written."""
     same_samples(workspaces)
     new = pd.concat(
         [
             study_ledger.rows(
                 pd.read_csv(latest_version(w, RESULTS)),
                 pool=fingerprint(w),
+                regime=study_ledger.regime_name(
+                    study_ledger.pool_shares(pd.read_parquet(latest_version(w, TRAIN_POOL)))
+                ),
                 commit=_commit(w),
                 source=Path(w).resolve().name,
             )

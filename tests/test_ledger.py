@@ -67,6 +67,7 @@ def test_a_later_workspace_pools_with_the_ledgers_seeds_of_its_own_samples(tmp_p
     bench.record([early], path)
     recorded = ledger.read(path)
     assert set(recorded["source"]) == {"early"} and recorded["pool"].nunique() == 1
+    assert set(recorded["regime"]) == {"clean"}  # the pool has no origin column: nothing injected
     # the early workspace is gone; a later one runs seed 1 on the same samples
     late = write(tmp_path / "late", results([("p3", 1, 0.50), ("random", 1, 0.30)]))
     table = bench.main([late], ledger=path).set_index("method")
@@ -113,9 +114,42 @@ def test_three_workspaces_recording_the_same_base_model_keep_it_once(tmp_path):
         ledger.record(tmp_path / "fresh.csv", new)
 
 
+def test_a_pool_is_named_by_its_injected_origins():
+    shares = ledger.pool_shares(pd.DataFrame({"origin": ["clean"] * 7 + ["noise"] * 3}))
+    assert shares == pytest.approx({"clean": 0.7, "noise": 0.3})
+    assert ledger.regime_name(shares) == "noise 30 %"
+    mixed = {"clean": 0.5, "too_hard": 0.25, "duplicate": 0.25, "off_task": 0.0}
+    assert ledger.regime_name(mixed) == "duplicate 25 %, too_hard 25 %"
+    assert ledger.regime_name(ledger.pool_shares(pool())) == "clean"
+
+
+def test_the_summary_says_what_ran_where(tmp_path, capsys):
+    path = tmp_path / "ledger.csv"
+    noisy = results([("p3", s, 0.2 + s / 10) for s in (0, 1, 2)] + [("random", 0, 0.25)])
+    ledger.record(path, ledger.rows(noisy, pool="abc", regime="noise 30 %", source="ws1"))
+    clean = results([("random", 1, 0.4)], base=0.3)
+    ledger.record(path, ledger.rows(clean, pool="def", regime="clean", source="ws2"))
+    table = ledger.summary(ledger.read(path))
+    assert table[["regime", "method", "seeds", "seed_list"]].values.tolist() == [
+        ["clean", "random", 1, "1"],
+        ["clean", "base", 0, "—"],
+        ["noise 30 %", "p3", 3, "0 1 2"],
+        ["noise 30 %", "random", 1, "0"],
+        ["noise 30 %", "base", 0, "—"],
+    ]
+    assert table.loc[2, "accuracy"] == pytest.approx(0.3) and table.loc[2, "sources"] == "ws1"
+    ledger.main([str(path)])
+    out = capsys.readouterr().out
+    assert "| noise 30 % | abc | p3 | 3 | 0 1 2 | 30.0 % | ws1 |" in out
+    with pytest.raises(SystemExit):
+        ledger.main([str(tmp_path / "missing.csv")])
+    assert "missing.csv: no such ledger" in capsys.readouterr().err
+
+
 def test_the_committed_ledger_is_consistent():
     """benchmarks/ledger.csv, the regime studies' evidence: one row per (pool, method, seed), every
-    accuracy a whole number of correct answers, every row with its pool, source and base model."""
+    accuracy a whole number of correct answers, every row with its pool, regime, source and base
+    model, one regime per pool."""
     recorded = ledger.read(PROJECT_ROOT / "benchmarks" / "ledger.csv")
     assert len(recorded) > 0
     keys = ledger._key(recorded)
@@ -126,4 +160,5 @@ def test_the_committed_ledger_is_consistent():
     assert recorded["source"].notna().all()
     for pool, rows in recorded.groupby("pool"):
         assert (rows["method"] == "base").sum() == 1, pool
+        assert rows["regime"].notna().all() and rows["regime"].nunique() == 1, pool
         assert rows["n_eval"].nunique() == 1, pool
