@@ -99,21 +99,19 @@ def record(workspaces: list[Path], ledger: Path) -> pd.DataFrame:
     pool's regime, the checkout's commit, the workspace's folder name as source); the ledger as
     written."""
     same_samples(workspaces)
-    new = pd.concat(
-        [
+    new = []
+    for w in workspaces:
+        train_pool, eval_set = (pd.read_parquet(latest_version(w, split)) for split in SPLITS)
+        new.append(
             study_ledger.rows(
                 pd.read_csv(latest_version(w, RESULTS)),
-                pool=fingerprint(w),
-                regime=study_ledger.regime_name(
-                    study_ledger.pool_shares(pd.read_parquet(latest_version(w, TRAIN_POOL)))
-                ),
+                pool=study_ledger.pool_fingerprint(train_pool, eval_set),
+                regime=study_ledger.regime_name(study_ledger.pool_shares(train_pool)),
                 commit=_commit(w),
                 source=Path(w).resolve().name,
             )
-            for w in workspaces
-        ],
-        ignore_index=True,
-    )
+        )
+    new = pd.concat(new, ignore_index=True)
     return study_ledger.record(ledger, new)
 
 
