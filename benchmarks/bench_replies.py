@@ -6,7 +6,8 @@ training, and reports per arm (means over seeds, min – max):
 - from the final evaluation's replies: accuracy, the share of replies with an ``Answer:`` line,
   the share that **overrun** (more ``=`` lines than the reference solution: the model kept going past
   the problem, e.g. "6 + 8 = 14 / 14 + 8 = 22 / Answer: 22"), the mean number of lines, and the
-  accuracy on level 1;
+  accuracy and the overrun share on level 1 (the shortest problems, where a model that learnt to
+  continue every chain shows it first);
 - from the last round's selection: how many rows it trained on, the share of each injected origin,
   the mean number of lines of the selected reference solutions, and how many level-1 problems.
 
@@ -33,8 +34,8 @@ from p3_pruning.workspace import EVAL_SET, TRAIN_POOL, latest_version
 
 RESPONSES = Path("data/07_model_output")
 SELECTIONS = Path("data/05_model_input")
-REPLY = ("accuracy", "answered", "overrun", "lines", "level_1_accuracy")
-PERCENT = {"accuracy", "answered", "overrun", "level_1_accuracy"}
+REPLY = ("accuracy", "answered", "overrun", "lines", "level_1_accuracy", "level_1_overrun")
+PERCENT = set(REPLY) - {"lines"}
 
 
 def steps(text: str) -> int:
@@ -43,7 +44,7 @@ def steps(text: str) -> int:
 
 
 def reply_features(responses: pd.DataFrame, eval_set: pd.DataFrame) -> dict[str, float]:
-    """Accuracy, answered, overrun, mean lines and level-1 accuracy of one run's final replies."""
+    """Accuracy, answered, overrun, mean lines, level-1 accuracy and overrun of one run's replies."""
     reference = eval_set.set_index("sample_id")["response"]
     missing = set(responses["sample_id"]) - set(reference.index)
     if missing:
@@ -53,15 +54,21 @@ def reply_features(responses: pd.DataFrame, eval_set: pd.DataFrame) -> dict[str,
     needed = responses["sample_id"].map(reference).map(steps)
     written = responses["response"].map(steps)
     level_1 = responses["level"].astype(str) == "1"
-    level_1_accuracy = responses.loc[level_1, "correct"].mean() if level_1.any() else math.nan
+    overrun = written > needed
+    if level_1.any():
+        level_1_accuracy = responses.loc[level_1, "correct"].mean()
+        level_1_overrun = overrun[level_1].mean()
+    else:
+        level_1_accuracy = level_1_overrun = math.nan
     return {
         "accuracy": float(responses["correct"].mean()),
         "answered": float(
             responses["response"].map(lambda r: answer_line(str(r)) is not None).mean()
         ),
-        "overrun": float((written > needed).mean()),
+        "overrun": float(overrun.mean()),
         "lines": float(responses["response"].map(lambda r: len(str(r).splitlines())).mean()),
         "level_1_accuracy": float(level_1_accuracy),
+        "level_1_overrun": float(level_1_overrun),
     }
 
 

@@ -93,7 +93,7 @@ def test_replies_and_training_rows_per_run(tmp_path):
     ]
     p3 = table.set_index("arm").loc["p3"]
     assert p3["accuracy"] == 0.5 and p3["answered"] == 0.75
-    assert p3["overrun"] == 0.5 and p3["level_1_accuracy"] == 0.5
+    assert p3["overrun"] == 0.5 and p3["level_1_accuracy"] == 0.5 and p3["level_1_overrun"] == 0.5
     assert p3["lines"] == pytest.approx((3 + 2 + 2 + 3) / 4)
     # the last round (2): h1, h2 and c2 -- two of three out of reach, no level-1 row
     assert p3["round"] == 2 and p3["rows"] == 3 and p3["train_level_1"] == 0
