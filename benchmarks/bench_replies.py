@@ -11,7 +11,8 @@ training, and reports per arm (means over seeds, min – max):
 - from the last round's selection: how many rows it trained on, the share of each injected origin,
   the mean number of lines of the selected reference solutions, and how many level-1 problems.
 
-Then, over every (arm, seed) run, the correlation of accuracy with each feature, so that a mechanism
+Then, over every (arm, seed) run, how many ended below the base model (its replies in the same
+workspace) and how many of those overran on most level-1 problems, and the correlation of accuracy with each feature, so that a mechanism
 ("it loses because it overruns") is a number, not a reading of three replies. Correlation across
 arms is not cause: it names what to test next.
 
@@ -117,11 +118,12 @@ def replies_table(workspaces: list[Path], arms: list[str] | None = None) -> pd.D
     for workspace in workspaces:
         pool = pd.read_parquet(latest_version(workspace, TRAIN_POOL))
         eval_set = pd.read_parquet(latest_version(workspace, EVAL_SET))
+        base = base_accuracy(workspace)
         for arm, seed in runs(workspace):
             if arms and arm not in arms:
                 continue
             chain = namespaces.chain(arm, seed)
-            row = {"workspace": str(workspace), "arm": arm, "seed": seed}
+            row = {"workspace": str(workspace), "arm": arm, "seed": seed, "base_accuracy": base}
             responses = latest_version(workspace, RESPONSES / chain / "final" / "responses.parquet")
             row.update(reply_features(pd.read_parquet(responses), eval_set))
             round_ = last_round(workspace, chain)
@@ -131,6 +133,28 @@ def replies_table(workspaces: list[Path], arms: list[str] | None = None) -> pd.D
                 row.update({"round": round_, **training_features(selection, pool)})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def base_accuracy(workspace: Path) -> float:
+    """The untuned model's accuracy on the workspace's eval set; NaN when it was not evaluated."""
+    relpath = RESPONSES / namespaces.BASE / "final" / "responses.parquet"
+    try:
+        return float(pd.read_parquet(latest_version(workspace, relpath))["correct"].mean())
+    except FileNotFoundError:
+        return math.nan
+
+
+def collapses(table: pd.DataFrame, overrun: float = 0.5) -> dict[str, int]:
+    """How many runs ended below the base model, how many overran on more than ``overrun`` of the
+    level-1 problems, and how many did both."""
+    below = table["accuracy"] < table["base_accuracy"]
+    overran = table["level_1_overrun"] > overrun
+    return {
+        "runs": len(table),
+        "below_base": int(below.sum()),
+        "overran": int(overran.sum()),
+        "overran_and_below_base": int((below & overran).sum()),
+    }
 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
@@ -193,8 +217,18 @@ def main(workspaces: list[Path], arms: list[str] | None = None) -> pd.DataFrame:
             "\nCorrelation with accuracy over all runs (arms pooled: what to test, not a cause)\n"
         )
         print(correlations(table).to_markdown(index=False, floatfmt=".2f"))
+        counts = collapses(table)
+        print(
+            f"\n{counts['below_base']} of {counts['runs']} runs ended below the base model; "
+            f"{counts['overran']} overran on more than half the level-1 problems, "
+            f"{counts['overran_and_below_base']} of them below the base model"
+        )
         print("\nPer run\n")
-        print(table.drop(columns="workspace").to_markdown(index=False, floatfmt=".3f"))
+        print(
+            table.drop(columns=["workspace", "base_accuracy"]).to_markdown(
+                index=False, floatfmt=".3f"
+            )
+        )
     return table
 
 

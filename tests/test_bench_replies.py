@@ -84,7 +84,7 @@ def test_replies_and_training_rows_per_run(tmp_path):
         [False, True, True, True],
         [["c1", "h1"]],
     )
-    _run(ws, "base", list(EVAL["response"]), [True] * 4, [])  # the untuned model: not a run
+    _run(ws, "base", list(EVAL["response"]), [True, False, True, True], [])  # not a run
     table = bench.main([ws])
     assert list(zip(table["arm"], table["seed"], strict=True)) == [
         ("p3", 0),
@@ -101,6 +101,15 @@ def test_replies_and_training_rows_per_run(tmp_path):
     assert p3["train_lines"] == pytest.approx((2 + 2 + 4) / 3)
     random = table.set_index("arm").loc["random"]
     assert random["overrun"] == 0 and random["answered"] == 1 and random["share_too_hard"] == 0.5
+    assert (table["base_accuracy"] == 0.75).all()
+    # p3 (0.5) is below the base (0.75) and overran on half the level-1 problems: not more than half
+    assert bench.collapses(table) == {
+        "runs": 3,
+        "below_base": 1,
+        "overran": 0,
+        "overran_and_below_base": 0,
+    }
+    assert bench.collapses(table, overrun=0.4)["overran_and_below_base"] == 1
     text = bench.markdown(table)
     assert "| p3 | 1 | 50.0 (50.0 – 50.0) | 75.0 (75.0 – 75.0) | 50.0 (50.0 – 50.0) |" in text
     assert table.set_index("arm").loc["spl", "round"] == 1  # its only round
