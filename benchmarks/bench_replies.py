@@ -44,6 +44,11 @@ def steps(text: str) -> int:
     return sum("=" in line for line in str(text).splitlines())
 
 
+def final_responses(chain: str) -> Path:
+    """The final evaluation's replies of ``chain`` (``p3.seed_0``, ``base``), a versioned dataset."""
+    return RESPONSES / chain / namespaces.FINAL / "responses.parquet"
+
+
 def reply_features(responses: pd.DataFrame, eval_set: pd.DataFrame) -> dict[str, float]:
     """Accuracy, answered, overrun, mean lines, level-1 accuracy and overrun of one run's replies."""
     reference = eval_set.set_index("sample_id")["response"]
@@ -124,7 +129,7 @@ def replies_table(workspaces: list[Path], arms: list[str] | None = None) -> pd.D
                 continue
             chain = namespaces.chain(arm, seed)
             row = {"workspace": str(workspace), "arm": arm, "seed": seed, "base_accuracy": base}
-            responses = latest_version(workspace, RESPONSES / chain / "final" / "responses.parquet")
+            responses = latest_version(workspace, final_responses(chain))
             row.update(reply_features(pd.read_parquet(responses), eval_set))
             round_ = last_round(workspace, chain)
             if round_ is not None:
@@ -137,9 +142,9 @@ def replies_table(workspaces: list[Path], arms: list[str] | None = None) -> pd.D
 
 def base_accuracy(workspace: Path) -> float:
     """The untuned model's accuracy on the workspace's eval set; NaN when it was not evaluated."""
-    relpath = RESPONSES / namespaces.BASE / "final" / "responses.parquet"
     try:
-        return float(pd.read_parquet(latest_version(workspace, relpath))["correct"].mean())
+        replies = pd.read_parquet(latest_version(workspace, final_responses(namespaces.BASE)))
+        return float(replies["correct"].mean())
     except FileNotFoundError:
         return math.nan
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -36,7 +35,6 @@ _spec = importlib.util.spec_from_file_location(
     "bench_replies", Path(__file__).resolve().parent / "bench_replies.py"
 )
 bench_replies = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("bench_replies", bench_replies)
 _spec.loader.exec_module(bench_replies)
 
 
@@ -68,8 +66,8 @@ def adapters(workspace: Path, arm: str) -> list[tuple[int, int, Path]]:
 
 
 def final_replies(workspace: Path, arm: str, seed: int) -> pd.DataFrame | None:
-    relpath = bench_replies.RESPONSES / namespaces.chain(arm, seed) / "final" / "responses.parquet"
     try:
+        relpath = bench_replies.final_responses(namespaces.chain(arm, seed))
         return pd.read_parquet(latest_version(workspace, relpath))
     except FileNotFoundError:
         return None

@@ -53,7 +53,7 @@ def _run(ws, chain, replies, correct, selections):
             "correct": correct,
         }
     )
-    _write(ws, bench.RESPONSES / chain / "final" / "responses.parquet", responses)
+    _write(ws, bench.final_responses(chain), responses)
     for round_, ids in enumerate(selections, start=1):
         relpath = bench.SELECTIONS / chain / f"round_{round_}" / "selection.parquet"
         _write(ws, relpath, pd.DataFrame({"sample_id": ids}))

@@ -64,7 +64,7 @@ def test_each_round_is_regenerated_and_the_last_checked_against_the_final(tmp_pa
         _adapter(ws, f"p3.seed_{seed}", 1, "round 1")
         _adapter(ws, f"p3.seed_{seed}", 2, "round 2")
     final = pd.DataFrame({"sample_id": ["a", "b"], "response": [BAD["a"], "something else"]})
-    relpath = bench.bench_replies.RESPONSES / "p3.seed_0" / "final" / "responses.parquet"
+    relpath = bench.bench_replies.final_responses("p3.seed_0")
     (ws / relpath / VERSION).mkdir(parents=True)
     final.to_parquet(ws / relpath / VERSION / relpath.name)
     table = bench.round_replies(ws, "local", ["p3"], evaluate=_fake_evaluate)
